@@ -1,0 +1,96 @@
+"""create_app(): routers, error handlers, middleware and the lifespan that owns the database and
+the embedded background runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from switchboard import __version__, features
+from switchboard.config import Config, load_config
+from switchboard.db import Database
+from switchboard.errors import AppError
+from switchboard.health import router as health_router
+from switchboard.logs import configure_logging
+from switchboard.middleware import RequestContextMiddleware
+
+log = structlog.get_logger("switchboard.app")
+
+
+def create_app(config: Config | None = None, *, runtime: bool | None = None) -> FastAPI:
+    """Build the ASGI app. ``runtime`` (default: the ``embedded_runtime`` setting) decides whether
+    this process also runs the background jobs and schedules."""
+    if config is None:  # uvicorn worker processes build their own, from the same environment
+        config = load_config()
+        configure_logging(config.settings)
+    settings = config.settings
+    run_runtime = settings.embedded_runtime if runtime is None else runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(
+            settings.database_url,
+            schema=settings.database_schema,
+            pool_size=settings.database_pool_size,
+        )
+        app.state.db = db
+        rt = features.build_runtime(config, db) if run_runtime else None
+        app.state.runtime = rt
+        app.state.readiness_checks = features.readiness_checks(config, db)
+        app.state.metrics_refreshers = features.metrics_refreshers(config, db)
+        if rt is not None:
+            await rt.start()
+        log.info("started", runtime=run_runtime, database=db.dialect)
+        try:
+            yield
+        finally:
+            if rt is not None:
+                await rt.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Switchboard",
+        version=__version__,
+        description="One clean, fast, reliable internal API over CRMs, feeds and webhook sources.",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
+    _install_error_handlers(app)
+    app.include_router(health_router)
+    for router in features.routers():
+        app.include_router(router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape ({"detail": [{loc, msg, type}]}) without echoing the input back: it may
+        # hold secrets, and it is the caller's own data anyway.
+        items: list[dict[str, Any]] = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": jsonable_encoder(items)}, status_code=422)

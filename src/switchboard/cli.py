@@ -1,0 +1,149 @@
+"""The ``switchboard`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import structlog
+import typer
+
+from switchboard.config import Config, ConfigError, is_loopback, load_config
+from switchboard.db import Database
+from switchboard.logs import configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard integration hub.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+log = structlog.get_logger("switchboard.cli")
+T = TypeVar("T")
+
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def load() -> Config:
+    """Load and validate settings and the connections file, or exit 2 naming the bad field."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        fail(str(exc))
+    configure_logging(config.settings)
+    return config
+
+
+def open_db(config: Config) -> Database:
+    s = config.settings
+    return Database(s.database_url, schema=s.database_schema, pool_size=s.database_pool_size)
+
+
+def run_db(config: Config, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = open_db(config)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
+    no_runtime: Annotated[
+        bool, typer.Option("--no-runtime", help="API only: run no jobs or schedules here.")
+    ] = False,
+) -> None:
+    """Run the HTTP API (and, unless --no-runtime, the background jobs and schedules)."""
+    import uvicorn
+
+    config = load()
+    if not config.api_keys:
+        if not is_loopback(host):
+            fail(
+                f"refusing to listen on {host} without an API key: set SWITCHBOARD_API_KEYS "
+                "or [server] api_keys in the connections file (or bind to 127.0.0.1)"
+            )
+        log.warning("no_api_key", detail="API is open to local clients only (loopback bind)")
+    run_db(config, lambda db: db.upgrade())
+    if no_runtime:
+        os.environ["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
+    common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
+    if workers == 1:
+        from switchboard.app import create_app
+
+        uvicorn.run(create_app(config, runtime=not no_runtime), **common)
+    else:
+        # Each worker process builds its own app (and runtime) from the same environment.
+        uvicorn.run("switchboard.app:create_app", factory=True, workers=workers, **common)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the background runtime (jobs and schedules): add these to scale out."""
+    from switchboard import features
+
+    config = load()
+
+    async def main(db: Database) -> None:
+        await db.upgrade()
+        runtime = features.build_runtime(config, db)
+        if runtime is None:
+            fail("no background runtime is available", code=1)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        log.info("worker_started", pid=os.getpid())
+        await stop.wait()
+        log.info("worker_stopping")
+        await runtime.stop()
+
+    run_db(config, main)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations."""
+    config = load()
+
+    async def main(db: Database) -> str | None:
+        await db.upgrade(revision)
+        return await db.current_revision()
+
+    typer.echo(f"database at revision {run_db(config, main)}")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings and connections, secrets masked."""
+    config = load()
+    out = {
+        "source": str(config.source) if config.source else None,
+        "settings": config.settings.model_dump(mode="json"),
+        **config.hub.model_dump(mode="json"),
+    }
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

@@ -1,0 +1,397 @@
+"""Settings (environment, ``SWITCHBOARD_*``) and the connections file (TOML).
+
+Two sources, validated once at start-up:
+
+* :class:`Settings` — process settings from ``SWITCHBOARD_*`` variables and ``.env``.
+* :class:`HubConfig` — the connections file (``./switchboard.toml`` or ``$SWITCHBOARD_CONFIG``), in
+  which ``${VAR}`` (or ``${VAR:-default}``) is replaced from the environment before validation.
+
+Any problem raises :class:`ConfigError` whose message names the offending field; the CLI turns it
+into exit code 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """The configuration is invalid."""
+
+
+# --- small value types -----------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"30s"``, ``"5m"``, ``"1h"``, ``"500ms"``, ``"2d"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 500ms)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class RateLimit(BaseModel):
+    """``"10/60s"``: at most ``requests`` requests per ``per`` window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int = Field(gt=0)
+    per: timedelta
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            count, sep, window = value.partition("/")
+            if not sep or not count.strip().isdigit():
+                raise ValueError(f"not a rate limit: {value!r} (use e.g. 10/60s)")
+            return {"requests": int(count), "per": parse_duration(window or "1s")}
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.per.total_seconds():g}s"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# --- process settings ------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """Process settings. Every field is ``SWITCHBOARD_<NAME>`` in the environment or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./switchboard.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://…",
+    )
+    database_schema: str | None = Field(
+        None, description="PostgreSQL only: schema to use (created if missing); default public."
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    config: Path = Field(Path("switchboard.toml"), description="Path of the connections file.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys (added to [server] api_keys)."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Key that encrypts stored credentials; generated into data_dir if unset."
+    )
+    data_dir: Path = Field(Path("."), description="Where generated files (secret key) live.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+    access_log: bool = Field(True, description="Log one line per HTTP request.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+
+    # Durable jobs (switchboard.jobs).
+    embedded_runtime: bool = Field(
+        True, description="Run jobs and schedules inside `serve` (off: API-only process)."
+    )
+    worker_concurrency: int = Field(8, ge=1, description="Jobs run at once per process.")
+    job_poll_interval: float = Field(0.1, gt=0, description="Seconds between claims when idle.")
+    job_lease_seconds: float = Field(30.0, gt=0, description="Lease of a running job.")
+    job_max_attempts: int = Field(10, ge=1, description="Default attempts before a job is dead.")
+    job_backoff_base: float = Field(1.0, ge=0, description="First retry wait (seconds).")
+    job_backoff_cap: float = Field(3600.0, ge=0, description="Longest retry wait (seconds).")
+    job_retention: Duration = Field(
+        timedelta(days=1), description="How long succeeded jobs are kept."
+    )
+    job_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra modules to import that register job handlers."
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, description="How long running jobs may finish at shutdown."
+    )
+
+    _split_keys = field_validator("api_keys", "job_modules", mode="before")(_split_csv)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///file.db or postgresql+asyncpg://user@host/db")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+# --- the connections file --------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TokenAuth(_Strict):
+    """A static bearer token (e.g. a HubSpot private-app token)."""
+
+    type: Literal["token"]
+    token: SecretStr
+
+
+class OAuth2Auth(_Strict):
+    """OAuth2 refresh-token grant."""
+
+    type: Literal["oauth2"]
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr
+    token_url: str | None = Field(None, description="Default: {base_url}/oauth/v1/token")
+
+
+class NangoAuth(_Strict):
+    """Credentials fetched from a Nango connection."""
+
+    type: Literal["nango"]
+    base_url: str = "https://api.nango.dev"
+    secret_key: SecretStr
+    connection_id: str
+    provider_config_key: str
+
+
+class ClientCredentialsAuth(_Strict):
+    """OAuth2 client-credentials grant returning a JWT."""
+
+    type: Literal["client_credentials"]
+    token_url: str
+    client_id: str
+    client_secret: SecretStr
+
+
+Auth = Annotated[
+    TokenAuth | OAuth2Auth | NangoAuth | ClientCredentialsAuth, Field(discriminator="type")
+]
+
+
+class _ConnectionBase(_Strict):
+    connect_timeout: Duration = Field(timedelta(seconds=5), description="TCP connect timeout.")
+    read_timeout: Duration = Field(timedelta(seconds=30), description="Response read timeout.")
+    rate_limit: RateLimit | None = Field(None, description='e.g. "100/10s"')
+
+
+class HubSpotConnection(_ConnectionBase):
+    kind: Literal["hubspot"]
+    base_url: str = "https://api.hubapi.com"
+    auth: Auth
+    webhook_secret: SecretStr | None = None
+    sync_interval: Duration = timedelta(minutes=5)
+    properties: list[str] = Field(
+        default_factory=lambda: ["email", "firstname", "lastname", "phone", "company"]
+    )
+
+
+class MappedCrmPaths(_Strict):
+    list: str
+    item: str
+    create: str
+
+
+class MappedCrmConnection(_ConnectionBase):
+    kind: Literal["mapped_crm"]
+    base_url: str
+    auth: Auth
+    paths: MappedCrmPaths
+    fields: dict[str, str]
+    id_field: str = "id"
+    webhook_secret: SecretStr | None = None
+    sync_interval: Duration = timedelta(minutes=5)
+
+
+class XmlFeedConnection(_ConnectionBase):
+    kind: Literal["xml_feed"]
+    url: str
+    interval: Duration = timedelta(seconds=30)
+    timezone: str = "UTC"
+
+
+class TodoWebhooksConnection(_Strict):
+    kind: Literal["todo_webhooks"]
+    secret: SecretStr | None = None
+
+
+Connection = Annotated[
+    HubSpotConnection | MappedCrmConnection | XmlFeedConnection | TodoWebhooksConnection,
+    Field(discriminator="kind"),
+]
+
+
+class ServerSection(_Strict):
+    api_keys: list[SecretStr] = Field(default_factory=list)
+
+
+class ContactsSection(_Strict):
+    default_connection: str | None = None
+
+
+class UsersSection(_Strict):
+    crm_connection: str | None = None
+    create_missing: bool = True
+
+
+class ReportsSection(_Strict):
+    interval: Duration = timedelta(seconds=60)
+    dir: Path = Path("reports")
+
+
+class HubConfig(_Strict):
+    """The connections file, validated."""
+
+    server: ServerSection = Field(default_factory=ServerSection)
+    connections: dict[str, Connection] = Field(default_factory=dict)
+    contacts: ContactsSection = Field(default_factory=ContactsSection)
+    users: UsersSection = Field(default_factory=UsersSection)
+    reports: ReportsSection = Field(default_factory=ReportsSection)
+
+    @field_validator("connections")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+                raise ValueError(
+                    f"connection name {name!r}: use lowercase letters, digits, - and _"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> HubConfig:
+        crm_kinds = {"hubspot", "mapped_crm"}
+        for section, name in (
+            ("contacts.default_connection", self.contacts.default_connection),
+            ("users.crm_connection", self.users.crm_connection),
+        ):
+            if name is None:
+                continue
+            conn = self.connections.get(name)
+            if conn is None:
+                raise ValueError(f"{section}: no connection named {name!r}")
+            if conn.kind not in crm_kinds:
+                raise ValueError(f"{section}: connection {name!r} is not a CRM ({conn.kind})")
+        return self
+
+
+class Config:
+    """Everything the process was configured with: settings plus the connections file."""
+
+    def __init__(self, settings: Settings, hub: HubConfig, source: Path | None) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.source = source
+
+    @cached_property
+    def api_keys(self) -> tuple[str, ...]:
+        keys = [k.get_secret_value() for k in (*self.settings.api_keys, *self.hub.server.api_keys)]
+        return tuple(dict.fromkeys(k for k in keys if k))
+
+    def connection(self, name: str) -> Connection | None:
+        return self.hub.connections.get(name)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _VAR.sub(replace, node)
+    return node
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
+        # Discriminated unions add the tag to the location (connections.x.hubspot.auth); keep it
+        # readable but precise.
+        lines.append(f"{prefix}{loc}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("invalid setting " + _describe(exc, "SWITCHBOARD_")) from None
+
+
+def load_config(settings: Settings | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read and validate the connections file (missing file: empty configuration)."""
+    settings = settings or load_settings()
+    env = dict(os.environ) if env is None else env
+    path = settings.config
+    if not path.exists():
+        if "SWITCHBOARD_CONFIG" in env or path != Path("switchboard.toml"):
+            raise ConfigError(f"SWITCHBOARD_CONFIG: file {str(path)!r} does not exist")
+        return Config(settings, HubConfig(), None)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    data = _interpolate(raw, "", env)
+    try:
+        hub = HubConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + _describe(exc, "")) from None
+    return Config(settings, hub, path)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,181 @@
+"""Database access for SQLite and PostgreSQL; every dialect difference lives in this module.
+
+* SQLite (aiosqlite): WAL mode, ``busy_timeout``, foreign keys on. pysqlite's own transaction
+  handling is switched off and we emit ``BEGIN`` ourselves (the SQLAlchemy-documented recipe), so a
+  writer can ask for ``BEGIN IMMEDIATE``: it takes the write lock up front instead of failing with
+  ``SQLITE_BUSY`` when a read transaction later tries to write.
+* PostgreSQL (asyncpg): an optional schema (``search_path``) per process; migrations run under an
+  advisory lock so several processes starting at once migrate once.
+
+Sessions have one owner: :meth:`Database.session` (immediate on SQLite) for units of work that
+write, :meth:`Database.read_session` for reads. The owner commits; services only ``flush()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import DateTime, Dialect, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.types import TypeDecorator
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7_314_159_265  # pg_advisory_lock key for "switchboard migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both dialects.
+
+    SQLite has no time zones: values are stored as naive UTC text (which sorts correctly) and
+    come back with ``tzinfo=UTC``. Naive values given to us are taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def insert(session: AsyncSession, table: Table | type[Any]) -> Any:
+    """The session dialect's ``INSERT``; both support ``on_conflict_do_update/do_nothing``."""
+    dialect = session.get_bind().dialect.name
+    return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+
+
+class Database:
+    """Engines and session factories for one database URL."""
+
+    def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10) -> None:
+        self.url = url
+        self.schema = schema
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        if self.dialect == "sqlite":
+            self.engine = create_async_engine(url, connect_args={"timeout": 30})
+            _configure_sqlite(self.engine)
+            self.write_engine = self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        else:
+            server_settings = {"application_name": "switchboard"}
+            if schema:
+                server_settings["search_path"] = schema
+            self.engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"server_settings": server_settings},
+            )
+            self.write_engine = self.engine
+        self._sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that writes: commits on success, rolls back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work (a deferred transaction on SQLite)."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations (once, even when several processes start together)."""
+        async with self.write_engine.connect() as conn:
+            if self.dialect == "postgresql":
+                if self.schema:
+                    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                    await conn.commit()
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+            try:
+                await conn.run_sync(_run_upgrade, revision)
+                await conn.commit()
+            finally:
+                if self.dialect == "postgresql":
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK}
+                    )
+                    await conn.commit()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _run_upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below (SQLAlchemy's pysqlite recipe).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))

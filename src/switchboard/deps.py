@@ -1,0 +1,66 @@
+"""FastAPI dependencies shared by every feature: configuration, database session, API key."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.config import Config
+from switchboard.db import Database
+from switchboard.errors import Unauthorized
+
+
+def get_config(request: Request) -> Config:
+    config: Config = request.app.state.config
+    return config
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request owns the transaction: commit when the handler returns, roll back if it raises.
+
+    Only ``GET``/``HEAD`` get a read transaction; everything else may write (``BEGIN IMMEDIATE``
+    on SQLite, so it never fails upgrading a read lock).
+    """
+    db = get_db(request)
+    factory = db.read_session if request.method in ("GET", "HEAD") else db.session
+    async with factory() as session:
+        yield session
+
+
+def require_api_key(request: Request) -> None:
+    """Accept ``X-API-Key: k`` or ``Authorization: Bearer k`` for any configured key.
+
+    Every key is compared (in constant time) so the time taken does not reveal which one matched
+    or how much of it. With no key configured the server is open (the CLI allows that only on a
+    loopback address).
+    """
+    keys = get_config(request).api_keys
+    if not keys:
+        return
+    presented = request.headers.get("x-api-key")
+    if presented is None:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            presented = credentials.strip()
+    if not presented:
+        raise Unauthorized()
+    candidate = presented.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.encode())
+    if not matched:
+        raise Unauthorized()
+
+
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+CurrentConfig = Annotated[Config, Depends(get_config)]
+Authenticated = [Depends(require_api_key)]

@@ -1,0 +1,99 @@
+"""structlog configuration: JSON lines (console renderer on a TTY), request ids, no secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from switchboard.config import Settings
+
+# Keys whose values are never logged, wherever they appear in an event.
+_SECRET_KEY = re.compile(
+    r"(authorization|token|secret|password|api[_-]?key|cookie|credential)", re.IGNORECASE
+)
+# Bearer tokens or key-like values inside free text (e.g. an exception message).
+_SECRET_TEXT = re.compile(
+    r"(?i)(bearer\s+|(?:token|secret|key|password)[\"']?\s*[:=]\s*[\"']?)"
+    r"([A-Za-z0-9._~+/=-]{6,})"
+)
+MASK = "***"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(lambda m: m.group(1) + MASK, value)
+    return value
+
+
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-looking keys and bearer tokens in text."""
+    for key in list(event):
+        if key == "event":
+            event[key] = _redact(event[key])
+        elif _SECRET_KEY.search(key) and key != "request_id":
+            event[key] = MASK
+        else:
+            event[key] = _redact(event[key])
+    return event
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper())
+    fmt = settings.log_format
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Route stdlib logging (uvicorn, alembic, sqlalchemy) through the same renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_secrets,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "alembic"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # we log requests ourselves
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,135 @@
+"""One pure-ASGI middleware for every request: request id, body limit, access log, metrics, and a
+last-resort 500 that never leaks internals."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from switchboard.errors import PayloadTooLarge
+from switchboard.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("switchboard.http")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        response_started = False
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        declared = _content_length(scope)
+        try:
+            if declared is not None and declared > self.max_body_bytes:
+                raise PayloadTooLarge(f"Request body larger than {self.max_body_bytes} bytes")
+            await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
+        except PayloadTooLarge as exc:
+            if not response_started:
+                await _send_json(send_wrapper, exc.status_code, {"detail": exc.message})
+        except Exception:
+            log.exception("unhandled_error", method=scope["method"], path=scope["path"])
+            if not response_started:
+                await _send_json(
+                    send_wrapper,
+                    500,
+                    {"detail": "Internal server error", "request_id": request_id},
+                )
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            route_label = template or "unmatched"
+            HTTP_REQUESTS.labels(scope["method"], route_label, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], route_label).observe(elapsed)
+            if self.access_log:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=route_label,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _SANE_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count streamed body bytes (chunked uploads carry no Content-Length)."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # An HTTPException: FastAPI re-raises those from body parsing (anything else it
+                # turns into a 400), and the app's handler renders it as JSON.
+                raise HTTPException(413, f"Request body larger than {limit} bytes")
+        return message
+
+    return wrapped
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

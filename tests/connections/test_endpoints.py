@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from switchboard.config import HubConfig
+
+
+@pytest.fixture
+def hub_config() -> HubConfig:
+    return HubConfig.model_validate(
+        {
+            "connections": {
+                "hubspot": {"kind": "hubspot", "auth": {"type": "token", "token": "pat-1234567"}},
+                "events": {"kind": "xml_feed", "url": "http://127.0.0.1:9/feed"},
+            }
+        }
+    )
+
+
+async def test_lists_connections_without_secrets(client: httpx.AsyncClient) -> None:
+    r = await client.get("/connections")
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [(i["name"], i["kind"]) for i in items] == [
+        ("events", "xml_feed"),
+        ("hubspot", "hubspot"),
+    ]
+    assert "pat-1234567" not in r.text
+    one = (await client.get("/connections/hubspot")).json()
+    assert one == {
+        "name": "hubspot",
+        "kind": "hubspot",
+        "endpoint": "https://api.hubapi.com",
+        "auth": "token",
+    }
+
+
+async def test_unknown_connection_is_404(client: httpx.AsyncClient) -> None:
+    r = await client.get("/connections/nope")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "No connection named 'nope'"}
