@@ -20,8 +20,10 @@ from switchboard.logs import configure_logging
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard integration hub.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Durable jobs.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(jobs_app, name="jobs")
 
 log = structlog.get_logger("switchboard.cli")
 T = TypeVar("T")
@@ -140,6 +142,58 @@ def config_show() -> None:
         **config.hub.model_dump(mode="json"),
     }
     typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[str | None, typer.Option(help="pending, running, succeeded or dead")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List jobs, newest first (--state dead: the dead-letter queue)."""
+    from switchboard.jobs import service
+
+    config = load()
+
+    async def main(db: Database) -> list[Any]:
+        async with db.read_session() as session:
+            return await service.list_jobs(session, state=state, kind=kind, limit=limit)
+
+    jobs = run_db(config, main)
+    typer.echo(f"{'ID':>8}  {'STATE':<9} {'KIND':<24} {'ATT':>3}  {'KEY':<20} LAST ERROR")
+    for job in jobs:
+        error = (job.last_error or "").replace("\n", " ")[:60]
+        key = (job.key or "")[:20]
+        typer.echo(
+            f"{job.id:>8}  {job.state:<9} {job.kind:<24} {job.attempts:>3}  {key:<20} {error}"
+        )
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[int | None, typer.Argument(help="The dead job to replay.")] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Replay every dead job.")] = False,
+) -> None:
+    """Replay a dead job (or all of them)."""
+    from switchboard.errors import AppError
+    from switchboard.jobs import service
+
+    if (job_id is None) == (not all_dead):
+        fail("give a job ID or --all-dead", code=1)
+    config = load()
+
+    async def main(db: Database) -> list[int]:
+        async with db.session() as session:
+            if all_dead:
+                return await service.retry_all_dead(session)
+            assert job_id is not None
+            return [(await service.retry_job(session, job_id)).id]
+
+    try:
+        ids = run_db(config, main)
+    except AppError as exc:
+        fail(exc.message, code=1)
+    typer.echo(f"replayed {len(ids)} job(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
 def main() -> None:

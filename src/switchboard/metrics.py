@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 HTTP_REQUESTS = Counter(
     "switchboard_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
@@ -17,3 +24,23 @@ HTTP_LATENCY = Histogram(
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+JOBS = Gauge("switchboard_jobs", "Jobs by kind and state (succeeded excluded).", ["kind", "state"])
+JOB_START_LATENCY = Histogram(
+    "switchboard_job_start_latency_seconds",
+    "From when a job was due (enqueued or retry time) to when a worker started it.",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
+)
+JOB_DURATION = Histogram(
+    "switchboard_job_duration_seconds",
+    "Job run time by outcome (succeeded, retry, dead, lost).",
+    ["kind", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+JOB_RETRIES = Counter("switchboard_job_retries_total", "Job runs that will be retried.", ["kind"])
+JOBS_DEAD = Counter("switchboard_jobs_dead_total", "Jobs that went dead.", ["kind"])
+SCHEDULE_FIRES = Counter("switchboard_schedule_fires_total", "Schedule slots fired.", ["schedule"])

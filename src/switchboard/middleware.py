@@ -67,7 +67,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
-            route_label = template or "unmatched"
+            route_label: str = template if isinstance(template, str) else "unmatched"
             HTTP_REQUESTS.labels(scope["method"], route_label, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], route_label).observe(elapsed)
             if self.access_log:
@@ -85,7 +85,7 @@ class RequestContextMiddleware:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _SANE_ID.match(candidate):
                 return candidate
             break

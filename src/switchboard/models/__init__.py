@@ -1,5 +1,7 @@
 """ORM tables, one module per table. Importing this package registers them all on ``Base``."""
 
 from switchboard.models.base import Base
+from switchboard.models.job import Job
+from switchboard.models.schedule import Schedule
 
-__all__ = ["Base"]
+__all__ = ["Base", "Job", "Schedule"]

@@ -1,0 +1,345 @@
+"""The job table's state machine: enqueue, claim, finish, retry, reap, replay.
+
+    pending --claim--> running --ok--> succeeded
+       ^                  |  \\--terminal / exhausted / past deadline--> dead --replay--> pending
+       '----retry/lease---'
+
+Every function takes the caller's session and never commits: the caller owns the transaction.
+Claims must run in a write transaction (``Database.session()``: ``BEGIN IMMEDIATE`` on SQLite;
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from switchboard.db import insert, utcnow
+from switchboard.models import Job
+
+ENQUEUED_KINDS = "switchboard.enqueued_kinds"  # session.info key read by the after-commit hook
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(n-1)))."""
+
+    base: float = 1.0
+    cap: float = 3600.0
+
+    def delay(self, failures: int) -> float:
+        ceiling = min(self.cap, self.base * 2 ** max(failures - 1, 0))
+        return random.uniform(0, ceiling)
+
+
+def _pending_key(kind: str, key: str) -> str:
+    return f"{kind}\x1f{key}"
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    key: str | None = None,
+    coalesce: bool = False,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    deadline: datetime | None = None,
+) -> int:
+    """Write a job in the caller's transaction and return its id.
+
+    With ``coalesce=True`` (``key`` required) there is at most one pending job of this kind per
+    key: enqueueing again replaces that job's payload and deadline (the newest state wins) and
+    keeps its place and retry time; a job of the key that is already running is not touched, the
+    new one runs after it. ``max_attempts=None`` means the worker's default
+    (``SWITCHBOARD_JOB_MAX_ATTEMPTS``), or, with a ``deadline``, retry until the deadline.
+    """
+    if coalesce and key is None:
+        raise ValueError("coalesce=True needs a key")
+    now = utcnow()
+    values = {
+        "kind": kind,
+        "key": key,
+        "payload": payload,
+        "state": "pending",
+        "coalescing": coalesce,
+        "pending_key": _pending_key(kind, key) if coalesce and key is not None else None,
+        "attempts": 0,
+        "deferrals": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "deadline": deadline,
+        "created_at": now,
+        "updated_at": now,
+    }
+    stmt = insert(session, Job).values(**values)
+    if coalesce:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["pending_key"],
+            set_={
+                "payload": stmt.excluded.payload,
+                "deadline": stmt.excluded.deadline,
+                "max_attempts": stmt.excluded.max_attempts,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+    job_id: int = (await session.execute(stmt.returning(Job.id))).scalar_one()
+    session.info.setdefault(ENQUEUED_KINDS, set()).add(kind)
+    return job_id
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    worker: str,
+    kinds: list[str],
+    limit: int,
+    lease: timedelta,
+) -> list[Job]:
+    """Move up to ``limit`` due jobs to ``running`` under this worker's lease.
+
+    A keyed job is claimable only when no job of its key is running and it is the oldest
+    pending job of its key: jobs sharing a key run one at a time, in enqueue (id) order, and a
+    job waiting for its retry holds back the later ones.
+    """
+    if not kinds or limit <= 0:
+        return []
+    now = utcnow()
+    other = aliased(Job)
+    key_free = or_(
+        Job.key.is_(None),
+        and_(
+            ~exists().where(other.key == Job.key, other.state == "running"),
+            ~exists().where(other.key == Job.key, other.state == "pending", other.id < Job.id),
+        ),
+    )
+    candidates = (
+        select(Job.id)
+        .where(Job.state == "pending", Job.run_at <= now, Job.kind.in_(kinds), key_free)
+        .order_by(Job.run_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(candidates.scalar_subquery()))
+        .values(
+            state="running",
+            attempts=Job.attempts + 1,
+            started_at=now,
+            lease_until=now + lease,
+            worker=worker,
+            pending_key=None,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    jobs = list((await session.scalars(stmt)).all())
+    jobs.sort(key=lambda j: j.id)
+    return jobs
+
+
+def _attempts_left(job: Job, default_max_attempts: int) -> bool:
+    limit = job.max_attempts
+    if limit is None and job.deadline is None:
+        limit = default_max_attempts
+    return limit is None or job.attempts - job.deferrals < limit
+
+
+def _owned(job_id: int, worker: str, attempt: int) -> Any:
+    # A worker whose lease lapsed must not overwrite what the job's next owner did.
+    return and_(
+        Job.id == job_id, Job.state == "running", Job.worker == worker, Job.attempts == attempt
+    )
+
+
+async def succeed(
+    session: AsyncSession, job_id: int, *, worker: str, attempt: int, keep: bool = True
+) -> bool:
+    """Mark a job done. Returns False when this worker no longer owned it."""
+    if keep:
+        stmt: Any = (
+            update(Job)
+            .where(_owned(job_id, worker, attempt))
+            .values(state="succeeded", finished_at=utcnow(), lease_until=None, last_error=None)
+        )
+    else:
+        stmt = delete(Job).where(_owned(job_id, worker, attempt))
+    result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def fail(
+    session: AsyncSession,
+    job_id: int,
+    *,
+    worker: str,
+    attempt: int,
+    error: str,
+    terminal: bool = False,
+    retry_in: float | None = None,
+    deferred: bool = False,
+    backoff: Backoff,
+    default_max_attempts: int = 10,
+) -> str | None:
+    """Record a failed run; returns the job's new state ("pending" or "dead"), or None when this
+    worker no longer owned the job.
+
+    ``retry_in`` fixes the wait (Retry-After); ``deferred`` runs (RetryLater) do not count
+    against ``max_attempts``, only against the deadline.
+    """
+    job = (
+        await session.scalars(select(Job).where(_owned(job_id, worker, attempt)).with_for_update())
+    ).one_or_none()
+    if job is None:
+        return None
+    now = utcnow()
+    if deferred:
+        job.deferrals += 1
+    failures = job.attempts - job.deferrals
+    exhausted = not _attempts_left(job, default_max_attempts)
+    past_deadline = job.deadline is not None and now >= job.deadline
+    if terminal or past_deadline or (exhausted and not deferred):
+        reason = "terminal" if terminal else "past deadline" if past_deadline else "exhausted"
+        _bury(job, now, f"{error} ({reason} after {job.attempts} attempt(s))")
+        return "dead"
+    delay = retry_in if retry_in is not None else backoff.delay(failures)
+    run_at = now + timedelta(seconds=max(delay, 0.0))
+    if job.deadline is not None:
+        run_at = min(run_at, job.deadline)
+    await _requeue(session, job, now, run_at, error)
+    return job.state
+
+
+def _bury(job: Job, now: datetime, error: str) -> None:
+    job.state = "dead"
+    job.finished_at = now
+    job.lease_until = None
+    job.pending_key = None
+    job.last_error = error
+
+
+async def _requeue(
+    session: AsyncSession, job: Job, now: datetime, run_at: datetime, error: str
+) -> None:
+    """Back to pending. A coalescing job whose key already has a newer pending job is superseded
+    instead: the newer job carries the newest state, so running this one could only go back in
+    time."""
+    job.state = "pending"
+    job.run_at = run_at
+    job.lease_until = None
+    job.worker = None
+    job.last_error = error
+    job.updated_at = now
+    if not job.coalescing or job.key is None:
+        return
+    try:
+        async with session.begin_nested():
+            job.pending_key = _pending_key(job.kind, job.key)
+            await session.flush()
+    except IntegrityError:
+        job.pending_key = None
+        job.state = "succeeded"
+        job.finished_at = now
+        job.last_error = f"superseded by a newer pending job after: {error}"
+        await session.flush()
+
+
+async def reap(
+    session: AsyncSession, *, now: datetime | None = None, default_max_attempts: int = 10
+) -> int:
+    """Return running jobs whose lease expired (their worker died) to pending, or bury them when
+    they have no attempts left. Returns how many were reaped."""
+    now = now or utcnow()
+    expired = (
+        await session.scalars(
+            select(Job)
+            .where(Job.state == "running", Job.lease_until < now)
+            .with_for_update(skip_locked=True)
+            .limit(100)
+        )
+    ).all()
+    for job in expired:
+        error = f"lease expired: worker {job.worker} stopped during attempt {job.attempts}"
+        if not _attempts_left(job, default_max_attempts) or (
+            job.deadline is not None and now >= job.deadline
+        ):
+            _bury(job, now, error)
+        else:
+            await _requeue(session, job, now, now, error)
+    return len(expired)
+
+
+async def heartbeat(
+    session: AsyncSession, *, worker: str, job_ids: list[int], lease: timedelta
+) -> None:
+    if job_ids:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.worker == worker, Job.state == "running")
+            .values(lease_until=utcnow() + lease)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def release(session: AsyncSession, *, worker: str, job_ids: list[int]) -> None:
+    """Give up jobs at shutdown: expire their leases so the next claim reaps them at once."""
+    if job_ids:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.worker == worker, Job.state == "running")
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def replay(session: AsyncSession, job_id: int) -> Job | None:
+    """A dead job runs again from scratch. Returns None when there is no such job; raises
+    ``ValueError`` when it is not dead."""
+    job = await session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        return None
+    if job.state != "dead":
+        raise ValueError(f"job {job_id} is {job.state}, only dead jobs can be retried")
+    now = utcnow()
+    job.state = "pending"
+    job.attempts = 0
+    job.deferrals = 0
+    job.run_at = now
+    job.updated_at = now
+    job.finished_at = None
+    job.worker = None
+    if job.deadline is not None and job.deadline <= now:
+        job.deadline = None  # a replay gets the default attempts instead of an expired deadline
+    await _requeue(session, job, now, now, job.last_error or "replayed")
+    session.info.setdefault(ENQUEUED_KINDS, set()).add(job.kind)
+    return job
+
+
+async def dead_ids(session: AsyncSession) -> list[int]:
+    return list((await session.scalars(select(Job.id).where(Job.state == "dead"))).all())
+
+
+async def prune(session: AsyncSession, *, older_than: datetime) -> int:
+    result = await session.execute(
+        delete(Job).where(Job.state == "succeeded", Job.finished_at < older_than)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def depth(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """Jobs by kind and state, succeeded excluded (they are history, not queue)."""
+    rows = await session.execute(
+        select(Job.kind, Job.state, func.count())
+        .where(Job.state != "succeeded")
+        .group_by(Job.kind, Job.state)
+    )
+    return [(kind, state, int(count)) for kind, state, count in rows.all()]

@@ -1,0 +1,44 @@
+"""The background runtime that ``switchboard serve`` embeds and ``switchboard worker`` runs: one
+worker and one scheduler per process."""
+
+from __future__ import annotations
+
+import importlib
+
+import structlog
+
+from switchboard.config import Config
+from switchboard.db import Database
+from switchboard.jobs.registry import Registry
+from switchboard.jobs.schedules import Scheduler, ScheduleSpec
+from switchboard.jobs.worker import Worker
+
+log = structlog.get_logger("switchboard.runtime")
+
+
+class Runtime:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        registry: Registry,
+        schedules: list[ScheduleSpec],
+        *,
+        scheduler_tick: float = 0.5,
+    ) -> None:
+        for module in config.settings.job_modules:
+            importlib.import_module(module)  # registers its handlers (and fails loudly if absent)
+        self.worker = Worker(db, config, registry)
+        self.scheduler = Scheduler(
+            db, schedules, tick=scheduler_tick, retention=config.settings.job_retention
+        )
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        """Graceful: no new claims or slots; running jobs finish within the grace period, and
+        any still running after it are handed back (their leases expire at once)."""
+        await self.scheduler.stop()
+        await self.worker.stop()

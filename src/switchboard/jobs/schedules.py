@@ -1,0 +1,172 @@
+"""Named periodic schedules stored in the database.
+
+Each slot fires exactly once across any number of processes: the scheduler that fires a slot
+enqueues the slot's job and moves ``next_run_at`` past it in one transaction, holding the row
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). After downtime, the
+missed slots collapse into one run: the latest slot that has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from switchboard import metrics
+from switchboard.db import Database, insert, utcnow
+from switchboard.jobs import queue
+from switchboard.models import Schedule
+
+log = structlog.get_logger("switchboard.schedules")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule as the code defines it. ``every`` slots are aligned to the epoch (a 60 s
+    schedule fires at :00 of every minute on every machine); ``cron`` is a 5-field expression
+    in UTC. Jobs carry ``{"schedule": name, "slot": iso}`` in their payload, use the key
+    ``schedule:<name>`` (so runs of one schedule never overlap) and coalesce by default (a
+    slow run does not pile up a backlog)."""
+
+    name: str
+    kind: str
+    every: timedelta | None = None
+    cron: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    coalesce: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError(f"schedule {self.name!r}: give exactly one of every= or cron=")
+        if self.every is not None and self.every.total_seconds() <= 0:
+            raise ValueError(f"schedule {self.name!r}: every= must be positive")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"schedule {self.name!r}: invalid cron {self.cron!r}")
+
+    def next_after(self, t: datetime) -> datetime:
+        if self.every is not None:
+            step = self.every.total_seconds()
+            n = math.floor((t - _EPOCH).total_seconds() / step + 1e-9) + 1
+            return _EPOCH + timedelta(seconds=n * step)
+        nxt: datetime = croniter(self.cron, t).get_next(datetime)
+        return nxt.astimezone(UTC)
+
+    def latest_at_or_before(self, t: datetime) -> datetime:
+        if self.every is not None:
+            step = self.every.total_seconds()
+            n = math.floor((t - _EPOCH).total_seconds() / step + 1e-9)
+            return _EPOCH + timedelta(seconds=n * step)
+        prev: datetime = croniter(self.cron, t + timedelta(microseconds=1)).get_prev(datetime)
+        return prev.astimezone(UTC)
+
+    def same_definition(self, row: Schedule) -> bool:
+        interval = self.every.total_seconds() if self.every is not None else None
+        return (
+            row.kind == self.kind
+            and row.interval_seconds == interval
+            and row.cron == self.cron
+            and row.payload == self.payload
+        )
+
+
+class Scheduler:
+    def __init__(
+        self, db: Database, specs: list[ScheduleSpec], *, tick: float = 0.5, retention: timedelta
+    ) -> None:
+        self.db = db
+        self.specs = {spec.name: spec for spec in specs}
+        self.tick_interval = tick
+        self.retention = retention
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._next_prune = 0.0
+
+    async def register(self) -> None:
+        """Store this process's schedule definitions (insert new ones, update changed ones)."""
+        now = utcnow()
+        async with self.db.session() as session:
+            for spec in self.specs.values():
+                interval = spec.every.total_seconds() if spec.every else None
+                await session.execute(
+                    insert(session, Schedule)
+                    .values(
+                        name=spec.name,
+                        kind=spec.kind,
+                        payload=spec.payload,
+                        interval_seconds=interval,
+                        cron=spec.cron,
+                        next_run_at=spec.next_after(now),
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                row = await session.get(Schedule, spec.name, with_for_update=True)
+                if row is not None and not spec.same_definition(row):
+                    row.kind = spec.kind
+                    row.payload = spec.payload
+                    row.interval_seconds = interval
+                    row.cron = spec.cron
+                    row.next_run_at = min(row.next_run_at, spec.next_after(now))
+                    row.updated_at = now
+
+    async def tick(self) -> int:
+        """Fire every due slot of this process's schedules; returns how many fired."""
+        if not self.specs:
+            return 0
+        now = utcnow()
+        fired = 0
+        async with self.db.session() as session:
+            due = (
+                await session.scalars(
+                    select(Schedule)
+                    .where(Schedule.name.in_(list(self.specs)), Schedule.next_run_at <= now)
+                    .order_by(Schedule.name)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in due:
+                spec = self.specs[row.name]
+                slot = max(spec.latest_at_or_before(now), row.next_run_at)
+                await queue.enqueue(
+                    session,
+                    spec.kind,
+                    {**spec.payload, "schedule": spec.name, "slot": slot.isoformat()},
+                    key=f"schedule:{spec.name}",
+                    coalesce=spec.coalesce,
+                )
+                row.last_slot = slot
+                row.next_run_at = spec.next_after(slot)
+                row.updated_at = now
+                fired += 1
+                metrics.SCHEDULE_FIRES.labels(spec.name).inc()
+            if self.retention and now.timestamp() >= self._next_prune:
+                self._next_prune = now.timestamp() + 60
+                await queue.prune(session, older_than=now - self.retention)
+        return fired
+
+    async def start(self) -> None:
+        await self.register()
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.tick()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("schedule_tick_failed", error=str(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.tick_interval)

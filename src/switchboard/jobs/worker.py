@@ -1,0 +1,274 @@
+"""The worker: claims due jobs, runs handlers concurrently, renews leases, records outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+import weakref
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from switchboard import metrics
+from switchboard.config import Config
+from switchboard.db import Database
+from switchboard.errors import TerminalError, TransientError
+from switchboard.jobs import queue
+from switchboard.jobs.registry import JobContext, Registry, RetryLater
+from switchboard.models import Job
+
+log = structlog.get_logger("switchboard.jobs")
+
+_MAX_ERROR = 2000
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        registry: Registry,
+        *,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        s = config.settings
+        self.db = db
+        self.config = config
+        self.registry = registry
+        self.concurrency = concurrency or s.worker_concurrency
+        self.poll_interval = s.job_poll_interval
+        self.lease = timedelta(seconds=s.job_lease_seconds)
+        self.backoff = queue.Backoff(base=s.job_backoff_base, cap=s.job_backoff_cap)
+        self.grace = s.shutdown_grace_seconds
+        self.max_attempts = s.job_max_attempts
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._attempts: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_reap = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        _wakers.add(self)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name=f"jobs-claim-{self.name}"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"jobs-heartbeat-{self.name}"),
+        ]
+        log.info("worker_started", worker=self.name, kinds=self.registry.kinds)
+
+    async def stop(self) -> None:
+        """Stop claiming; let running jobs finish within the grace period; give the rest back."""
+        self._stopping = True
+        self.wake()
+        claim_loop, heartbeat = self._tasks
+        await claim_loop
+        running = list(self._running.values())
+        if running:
+            _, unfinished = await asyncio.wait(running, timeout=self.grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        _wakers.discard(self)
+        log.info("worker_stopped", worker=self.name)
+
+    def wake(self) -> None:
+        """Thread-safe: a commit in another thread (or event loop) may wake this worker."""
+        try:
+            same_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            self._wake.set()
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # --- loops ----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        kinds = self.registry.kinds
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            claimed = 0
+            if free > 0:
+                self._wake.clear()
+                try:
+                    claimed = await self._claim(kinds, free)
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("claim_failed", worker=self.name, error=str(exc)[:300])
+                    await asyncio.sleep(min(1.0, self.poll_interval * 10))
+                    continue
+            if claimed and claimed == free:
+                continue  # maybe more are due; the loop waits once the slots are full
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def _claim(self, kinds: list[str], free: int) -> int:
+        now = time.monotonic()
+        async with self.db.session() as session:
+            if now >= self._next_reap:
+                self._next_reap = now + max(self.lease.total_seconds() / 4, self.poll_interval)
+                reaped = await queue.reap(session, default_max_attempts=self.max_attempts)
+                if reaped:
+                    log.warning("jobs_reaped", count=reaped)
+            jobs = await queue.claim(
+                session, worker=self.name, kinds=kinds, limit=free, lease=self.lease
+            )
+        for job in jobs:
+            self._attempts[job.id] = job.attempts
+            self._running[job.id] = asyncio.create_task(self._execute(job))
+        return len(jobs)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._running:
+                continue
+            try:
+                async with self.db.session() as session:
+                    await queue.heartbeat(
+                        session, worker=self.name, job_ids=list(self._running), lease=self.lease
+                    )
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("heartbeat_failed", worker=self.name, error=str(exc)[:300])
+
+    # --- one job --------------------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        kind = job.kind
+        due = max(job.run_at, job.created_at)
+        if job.started_at is not None:
+            lag = (job.started_at - due).total_seconds()
+            metrics.JOB_START_LATENCY.labels(kind).observe(max(lag, 0.0))
+        handler = self.registry.get(kind)
+        assert handler is not None  # claim() only takes registered kinds
+        ctx = JobContext(
+            id=job.id,
+            kind=kind,
+            key=job.key,
+            payload=job.payload,
+            attempt=job.attempts,
+            db=self.db,
+            config=self.config,
+        )
+        started = time.perf_counter()
+        outcome = "lost"
+        bound = log.bind(job_id=job.id, kind=kind, attempt=job.attempts)
+        try:
+            try:
+                await handler(ctx)
+            except asyncio.CancelledError:
+                # Shutdown ran out of grace: give the job back for another worker to reclaim.
+                await self._release(job.id)
+                outcome = "released"
+                raise
+            except RetryLater as exc:
+                outcome = await self._record_failure(
+                    job, exc.reason, retry_in=exc.seconds, deferred=True
+                )
+            except TerminalError as exc:
+                outcome = await self._record_failure(job, _describe(exc), terminal=True)
+            except TransientError as exc:
+                outcome = await self._record_failure(job, _describe(exc), retry_in=exc.retry_after)
+            except Exception as exc:  # a handler bug is retried like any failure, then dead
+                bound.exception("job_error")
+                outcome = await self._record_failure(job, _describe(exc))
+            else:
+                outcome = await self._record_success(job)
+        finally:
+            metrics.JOB_DURATION.labels(kind, outcome).observe(time.perf_counter() - started)
+            self._running.pop(job.id, None)
+            self._attempts.pop(job.id, None)
+            self._wake.set()
+        if outcome == "dead":
+            metrics.JOBS_DEAD.labels(kind).inc()
+            bound.warning("job_dead")
+        elif outcome == "retry":
+            metrics.JOB_RETRIES.labels(kind).inc()
+
+    async def _record_success(self, job: Job) -> str:
+        try:
+            async with self.db.session() as session:
+                owned = await queue.succeed(session, job.id, worker=self.name, attempt=job.attempts)
+        except (SQLAlchemyError, OSError) as exc:
+            # The effect happened but is unrecorded: the lease lapses and the job runs again
+            # (at-least-once, which is why handlers must be idempotent).
+            log.warning("job_success_unrecorded", job_id=job.id, error=str(exc)[:300])
+            return "lost"
+        return "succeeded" if owned else "lost"
+
+    async def _record_failure(
+        self,
+        job: Job,
+        error: str,
+        *,
+        terminal: bool = False,
+        retry_in: float | None = None,
+        deferred: bool = False,
+    ) -> str:
+        try:
+            async with self.db.session() as session:
+                state = await queue.fail(
+                    session,
+                    job.id,
+                    worker=self.name,
+                    attempt=job.attempts,
+                    error=error,
+                    terminal=terminal,
+                    retry_in=retry_in,
+                    deferred=deferred,
+                    backoff=self.backoff,
+                    default_max_attempts=self.max_attempts,
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("job_failure_unrecorded", job_id=job.id, error=str(exc)[:300])
+            return "lost"
+        if state is None:
+            return "lost"
+        return "dead" if state == "dead" else "retry"
+
+    async def _release(self, job_id: int) -> None:
+        try:
+            async with self.db.session() as session:
+                await queue.release(session, worker=self.name, job_ids=[job_id])
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("job_release_failed", job_id=job_id, error=str(exc)[:300])
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:_MAX_ERROR]
+
+
+# --- waking local workers after a commit that enqueued jobs ----------------------------------
+
+_wakers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(queue.ENQUEUED_KINDS, None):
+        for worker in list(_wakers):
+            worker.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(queue.ENQUEUED_KINDS, None)
