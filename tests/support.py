@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from switchboard.config import Settings
@@ -65,3 +70,60 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+REPO = Path(__file__).resolve().parents[1]
+SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
+
+
+def switchboard_env(backend: Backend, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for a ``switchboard`` subprocess on the test database, with fast job timings
+    and the test job handlers importable."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SWITCHBOARD_") or k == "SWITCHBOARD_TEST_DATABASE_URL"
+    }
+    env.update(backend.env())
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "SWITCHBOARD_DATA_DIR": str(tmp_path),
+            "SWITCHBOARD_LOG_FORMAT": "json",
+            "SWITCHBOARD_JOB_POLL_INTERVAL": "0.05",
+            "SWITCHBOARD_JOB_BACKOFF_BASE": "0.01",
+            "SWITCHBOARD_JOB_BACKOFF_CAP": "0.05",
+            "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A switchboard subprocess whose output goes to a file (read it when a test fails)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [SWITCHBOARD, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")

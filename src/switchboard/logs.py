@@ -49,6 +49,19 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment (it can be replaced, e.g.
+    by a test runner capturing output, after logging was configured)."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        sys.stderr.write(message + "\n")
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
     fmt = settings.log_format
@@ -70,8 +83,8 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        logger_factory=_StderrLogger,
+        cache_logger_on_first_use=True,
     )
     # Route stdlib logging (uvicorn, alembic, sqlalchemy) through the same renderer.
     handler = logging.StreamHandler(sys.stderr)

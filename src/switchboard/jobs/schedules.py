@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,17 +53,14 @@ class ScheduleSpec:
 
     def next_after(self, t: datetime) -> datetime:
         if self.every is not None:
-            step = self.every.total_seconds()
-            n = math.floor((t - _EPOCH).total_seconds() / step + 1e-9) + 1
-            return _EPOCH + timedelta(seconds=n * step)
+            return self.latest_at_or_before(t) + self.every
         nxt: datetime = croniter(self.cron, t).get_next(datetime)
         return nxt.astimezone(UTC)
 
     def latest_at_or_before(self, t: datetime) -> datetime:
         if self.every is not None:
-            step = self.every.total_seconds()
-            n = math.floor((t - _EPOCH).total_seconds() / step + 1e-9)
-            return _EPOCH + timedelta(seconds=n * step)
+            # Integer microseconds: float seconds since the epoch cannot hold 0.2 s steps exactly.
+            return _EPOCH + (t - _EPOCH) // self.every * self.every
         prev: datetime = croniter(self.cron, t + timedelta(microseconds=1)).get_prev(datetime)
         return prev.astimezone(UTC)
 

@@ -112,6 +112,10 @@ class Worker:
                     log.warning("claim_failed", worker=self.name, error=str(exc)[:300])
                     await asyncio.sleep(min(1.0, self.poll_interval * 10))
                     continue
+                except Exception:  # the loop must outlive any bug; the error is logged
+                    log.exception("claim_loop_error", worker=self.name)
+                    await asyncio.sleep(1.0)
+                    continue
             if claimed and claimed == free:
                 continue  # maybe more are due; the loop waits once the slots are full
             if self._stopping:

@@ -1,0 +1,121 @@
+"""Real worker processes (``switchboard worker``) against one database."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from switchboard.db import Database
+from switchboard.jobs import enqueue
+from switchboard.models import Job
+from tests.support import Backend, Process, eventually, switchboard_env, wait_until
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> Path:
+    path = tmp_path / "record.jsonl"
+    path.touch()
+    return path
+
+
+@pytest.fixture
+def workers(backend: Backend, tmp_path: Path, record: Path) -> Iterator[Any]:
+    started: list[Process] = []
+
+    def start(name: str, **env: str) -> Process:
+        proc = Process(
+            ["worker"],
+            switchboard_env(
+                backend,
+                tmp_path,
+                SWITCHBOARD_JOB_MODULES="tests.jobs.handlers",
+                SWITCHBOARD_TEST_RECORD=str(record),
+                **env,
+            ),
+            cwd=tmp_path,
+            log=tmp_path / f"{name}.log",
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def lines(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines() if line]
+
+
+async def count(db: Database, state: str) -> int:
+    async with db.read_session() as session:
+        return int((await session.scalar(select(func.count()).where(Job.state == state))) or 0)
+
+
+async def test_job_of_a_killed_worker_completes_after_its_lease_expires(
+    db: Database, workers: Any, record: Path
+) -> None:
+    doomed = workers("doomed", SWITCHBOARD_JOB_LEASE_SECONDS="1.5")
+    async with db.session() as session:
+        job_id = await enqueue(session, "test.record", {"sleep_first": 60})
+    wait_until(lambda: any(e["event"] == "start" for e in lines(record)), timeout=30)
+    doomed.kill()  # SIGKILL mid-job: no cleanup, the lease just stops being renewed
+
+    workers("rescuer", SWITCHBOARD_JOB_LEASE_SECONDS="1.5")
+
+    async def done() -> bool:
+        async with db.read_session() as session:
+            found = await session.get(Job, job_id)
+            return found is not None and found.state == "succeeded"
+
+    await eventually(done, timeout=30)
+    events = lines(record)
+    assert [(e["event"], e["attempt"]) for e in events] == [
+        ("start", 1),
+        ("start", 2),
+        ("end", 2),
+    ]
+    assert events[0]["pid"] == doomed.proc.pid != events[1]["pid"]
+
+
+async def test_two_workers_never_share_a_job_and_keep_per_key_order(
+    db: Database, workers: Any, record: Path
+) -> None:
+    keys = [f"user-{i}" for i in range(6)]
+    async with db.session() as session:
+        for seq in range(120):
+            key = keys[seq % len(keys)] if seq % 4 else None  # a quarter unkeyed
+            await enqueue(session, "test.record", {"seq": seq, "sleep": 0.003}, key=key)
+    first = workers("w1", SWITCHBOARD_WORKER_CONCURRENCY="4")
+    second = workers("w2", SWITCHBOARD_WORKER_CONCURRENCY="4")
+
+    async def all_done() -> bool:
+        return await count(db, "succeeded") == 120
+
+    await eventually(all_done, timeout=60)
+    events = lines(record)
+    starts = [e for e in events if e["event"] == "start"]
+    # Exactly once here (nobody died), and both processes took part.
+    assert sorted(e["seq"] for e in starts) == list(range(120))
+    assert {e["pid"] for e in starts} == {first.proc.pid, second.proc.pid}
+
+    spans: dict[int, dict[str, float]] = defaultdict(dict)
+    for e in events:
+        spans[e["id"]][e["event"]] = e["t"]
+    by_key: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    for e in starts:
+        if e["key"] is not None:
+            span = spans[e["id"]]
+            by_key[e["key"]].append((span["start"], span["end"], e["seq"]))
+    for key, runs in by_key.items():
+        runs.sort()
+        assert [seq for _, _, seq in runs] == sorted(seq for _, _, seq in runs), key
+        for (_, end, _), (start, _, _) in itertools.pairwise(runs):
+            assert end <= start, f"{key}: two jobs of one key overlapped"

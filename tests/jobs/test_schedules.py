@@ -1,0 +1,103 @@
+"""Schedules: slots fire exactly once across schedulers; missed slots collapse into one run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from switchboard.config import Settings
+from switchboard.db import Database, utcnow
+from switchboard.jobs.schedules import Scheduler, ScheduleSpec
+from switchboard.models import Job, Schedule
+
+
+def test_interval_slots_are_aligned_to_the_epoch() -> None:
+    spec = ScheduleSpec("s", "k", every=timedelta(seconds=60))
+    t = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
+    assert spec.next_after(t) == datetime(2026, 11, 22, 10, 1, tzinfo=UTC)
+    assert spec.latest_at_or_before(t) == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    on_slot = datetime(2026, 11, 22, 10, 1, tzinfo=UTC)
+    assert spec.latest_at_or_before(on_slot) == on_slot
+    assert spec.next_after(on_slot) == datetime(2026, 11, 22, 10, 2, tzinfo=UTC)
+
+
+def test_cron_slots() -> None:
+    spec = ScheduleSpec("nightly", "k", cron="30 2 * * *")
+    t = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    assert spec.next_after(t) == datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
+    assert spec.latest_at_or_before(t) == datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
+
+
+def test_a_schedule_needs_exactly_one_rule() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ScheduleSpec("s", "k")
+    with pytest.raises(ValueError, match="invalid cron"):
+        ScheduleSpec("s", "k", cron="every tuesday")
+
+
+async def fired_slots(db: Database, kind: str) -> list[str]:
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job).where(Job.kind == kind))).all()
+    return [j.payload["slot"] for j in jobs]
+
+
+async def test_two_schedulers_fire_each_slot_once(db: Database, settings: Settings) -> None:
+    spec = ScheduleSpec("fast", "tick", every=timedelta(milliseconds=200), coalesce=False)
+    other_db = Database(settings.database_url, schema=settings.database_schema, pool_size=2)
+    schedulers = [
+        Scheduler(db, [spec], tick=0.01, retention=timedelta(0)),
+        Scheduler(other_db, [spec], tick=0.01, retention=timedelta(0)),
+    ]
+    try:
+        for s in schedulers:
+            await s.start()
+        deadline = asyncio.get_running_loop().time() + 1.5
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for s in schedulers:
+            await s.stop()
+    finally:
+        await other_db.dispose()
+    slots = await fired_slots(db, "tick")
+    duplicates = [slot for slot, n in Counter(slots).items() if n > 1]
+    assert not duplicates
+    assert len(slots) >= 4
+    for slot in slots:
+        assert datetime.fromisoformat(slot).microsecond % 200_000 == 0
+
+
+async def test_missed_slots_after_downtime_run_once(db: Database) -> None:
+    spec = ScheduleSpec("hourly", "report", every=timedelta(minutes=1), payload={"x": 1})
+    scheduler = Scheduler(db, [spec], tick=1, retention=timedelta(0))
+    await scheduler.register()
+    async with db.session() as session:  # as if the hub was down for three hours
+        await session.execute(update(Schedule).values(next_run_at=utcnow() - timedelta(hours=3)))
+    assert await scheduler.tick() == 1
+    assert await scheduler.tick() == 0
+    async with db.read_session() as session:
+        [job] = (await session.scalars(select(Job))).all()
+        row = await session.get(Schedule, "hourly")
+    assert row is not None and row.next_run_at > utcnow()
+    slot = datetime.fromisoformat(job.payload["slot"])
+    assert utcnow() - slot < timedelta(minutes=1)
+    assert job.payload["x"] == 1 and job.payload["schedule"] == "hourly"
+    assert job.key == "schedule:hourly"
+
+
+async def test_changed_definition_is_stored(db: Database) -> None:
+    first = Scheduler(
+        db, [ScheduleSpec("s", "k", every=timedelta(hours=1))], retention=timedelta(0)
+    )
+    await first.register()
+    changed = Scheduler(
+        db, [ScheduleSpec("s", "k", every=timedelta(seconds=10))], retention=timedelta(0)
+    )
+    await changed.register()
+    async with db.read_session() as session:
+        row = await session.get(Schedule, "s")
+    assert row is not None and row.interval_seconds == 10
+    assert row.next_run_at - utcnow() <= timedelta(seconds=10)
