@@ -196,6 +196,11 @@ def jobs_retry(
     typer.echo(f"replayed {len(ids)} job(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
+from switchboard.sandbox.cli import sandbox  # noqa: E402 - the sandbox command, registered last
+
+app.command("sandbox")(sandbox)
+
+
 def main() -> None:
     try:
         app()
