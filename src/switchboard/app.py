@@ -19,6 +19,7 @@ from switchboard.config import Config, load_config
 from switchboard.db import Database
 from switchboard.errors import AppError
 from switchboard.health import router as health_router
+from switchboard.http import Outbound
 from switchboard.logs import configure_logging
 from switchboard.middleware import RequestContextMiddleware
 
@@ -42,6 +43,8 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
             pool_size=settings.database_pool_size,
         )
         app.state.db = db
+        # Before the runtime and the readiness checks, which find it by the database.
+        app.state.outbound = outbound = Outbound(config, db)
         rt = features.build_runtime(config, db) if run_runtime else None
         app.state.runtime = rt
         app.state.readiness_checks = features.readiness_checks(config, db)
@@ -54,6 +57,7 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
         finally:
             if rt is not None:
                 await rt.stop()
+            await outbound.aclose()
             await db.dispose()
 
     app = FastAPI(

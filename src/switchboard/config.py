@@ -141,6 +141,21 @@ class Settings(BaseSettings):
         20.0, ge=0, description="How long running jobs may finish at shutdown."
     )
 
+    # Outbound HTTP (switchboard.http).
+    http_max_attempts: int = Field(4, ge=1, description="Tries of one outbound call.")
+    http_request_max_wait: float = Field(
+        10.0, ge=0, description="Longest total retry wait of a call made for an API request."
+    )
+    http_job_max_wait: float = Field(
+        60.0, ge=0, description="Longest total retry wait inside a job (longer: RetryLater)."
+    )
+    http_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures (transport, 5xx) that open the breaker."
+    )
+    http_breaker_cooldown: float = Field(
+        30.0, gt=0, description="Seconds an open breaker waits before one probe call."
+    )
+
     _split_keys = field_validator("api_keys", "job_modules", mode="before")(_split_csv)
 
     @field_validator("database_url")

@@ -1,0 +1,89 @@
+"""Token providers, selected by a connection's ``auth.type``.
+
+* ``token`` — a static bearer token.
+* ``oauth2`` — refresh-token grant; tokens live encrypted in the ``credentials`` table, one refresh
+  at a time per connection across coroutines and processes; ``invalid_grant`` marks the
+  connection as needing re-authorisation.
+* ``nango`` — the access token Nango holds, cached for at most 5 minutes.
+* ``client_credentials`` — a JWT from ``POST {client_id, client_secret}``, renewed 60 s early.
+
+Connectors do not use this package directly: ``switchboard.http`` puts the token on each request
+and, after a 401, invalidates it and retries once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+
+from switchboard.config import (
+    Auth,
+    ClientCredentialsAuth,
+    NangoAuth,
+    OAuth2Auth,
+    TokenAuth,
+)
+from switchboard.credentials._common import CredentialStatus, TokenProvider
+from switchboard.credentials._crypto import SecretBox, SecretKeyError, load_secret_box
+from switchboard.credentials._errors import (
+    CredentialsError,
+    CredentialsUnavailable,
+    NeedsReauthorization,
+)
+from switchboard.credentials._oauth2 import OAuth2Tokens
+from switchboard.credentials._simple import ClientCredentials, NangoToken, StaticToken
+from switchboard.db import Database
+
+if TYPE_CHECKING:
+    from switchboard.http._clock import Clock
+
+__all__ = [
+    "ClientCredentials",
+    "CredentialStatus",
+    "CredentialsError",
+    "CredentialsUnavailable",
+    "NangoToken",
+    "NeedsReauthorization",
+    "OAuth2Tokens",
+    "SecretBox",
+    "SecretKeyError",
+    "StaticToken",
+    "TokenProvider",
+    "load_secret_box",
+    "token_provider",
+]
+
+
+def token_provider(
+    connection: str,
+    auth: Auth,
+    *,
+    base_url: str,
+    http: httpx.AsyncClient,
+    db: Database | None,
+    box: SecretBox | None,
+    clock: Clock,
+    lease_seconds: float = 60.0,
+) -> TokenProvider:
+    """The provider for ``auth``; ``http`` is the connection's client (its timeouts apply)."""
+    if isinstance(auth, TokenAuth):
+        return StaticToken(auth)
+    if isinstance(auth, OAuth2Auth):
+        if db is None or box is None:
+            raise ValueError(f"{connection}: oauth2 credentials need the database")
+        return OAuth2Tokens(
+            connection,
+            auth,
+            base_url=base_url,
+            http=http,
+            db=db,
+            box=box,
+            clock=clock,
+            lease_seconds=lease_seconds,
+        )
+    if isinstance(auth, NangoAuth):
+        return NangoToken(connection, auth, http=http, clock=clock)
+    if isinstance(auth, ClientCredentialsAuth):
+        return ClientCredentials(connection, auth, base_url=base_url, http=http, clock=clock)
+    raise TypeError(f"unknown auth type {type(auth).__name__}")

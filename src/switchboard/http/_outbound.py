@@ -1,0 +1,169 @@
+"""The per-process owner of every connection's client, credentials, budget and breaker."""
+
+from __future__ import annotations
+
+import random
+import weakref
+from dataclasses import dataclass, field
+
+import httpx
+
+from switchboard.config import Config, Connection, TodoWebhooksConnection
+from switchboard.credentials import (
+    CredentialStatus,
+    SecretBox,
+    load_secret_box,
+    token_provider,
+)
+from switchboard.db import Database
+from switchboard.http import _metrics as metrics
+from switchboard.http._breaker import BreakerState, CircuitBreaker
+from switchboard.http._budget import BudgetStore, DatabaseStore, Limit, MemoryStore
+from switchboard.http._client import ConnectionClient
+from switchboard.http._clock import Clock, SystemClock
+from switchboard.http._retry import RetryPolicy
+
+_by_database: weakref.WeakKeyDictionary[Database, Outbound] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """A connection's outbound health, as this process sees it (no secrets)."""
+
+    name: str
+    breaker: BreakerState
+    consecutive_failures: int
+    budgets: dict[str, int | None] = field(default_factory=dict)
+    credentials: CredentialStatus | None = None
+
+
+class Outbound:
+    """Create once per process (the app's lifespan, the worker) and close with :meth:`aclose`.
+
+    With a database, rate budgets are shared with every other process on it and OAuth2 tokens
+    are stored there (encrypted); without one, budgets are per process and ``oauth2`` is
+    unavailable. ``clock`` and ``rng`` are the test seams (``switchboard.http.testing``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database | None = None,
+        *,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        breaker_failures: int | None = None,
+        breaker_cooldown: float | None = None,
+    ) -> None:
+        s = config.settings
+        self.config = config
+        self.db = db
+        self.clock: Clock = clock or SystemClock()
+        self.policy = policy or RetryPolicy(
+            max_attempts=s.http_max_attempts,
+            request_max_wait=s.http_request_max_wait,
+            job_max_wait=s.http_job_max_wait,
+        )
+        self._rng = rng or random.Random()  # jitter, not secrecy
+        self._breaker_failures = breaker_failures or s.http_breaker_failures
+        self._breaker_cooldown = (
+            breaker_cooldown if breaker_cooldown is not None else s.http_breaker_cooldown
+        )
+        self._store: BudgetStore = (
+            DatabaseStore(db, self.clock) if db is not None else MemoryStore(self.clock)
+        )
+        self._box: SecretBox | None = None
+        self._clients: dict[str, ConnectionClient] = {}
+        self._http: list[httpx.AsyncClient] = []
+        if db is not None:
+            _by_database[db] = self
+
+    @classmethod
+    def for_database(cls, db: Database) -> Outbound | None:
+        """The ``Outbound`` this process created on ``db`` (for readiness checks)."""
+        return _by_database.get(db)
+
+    @property
+    def names(self) -> list[str]:
+        """Connections that call out (every kind but inbound-only webhook sources)."""
+        return sorted(
+            name
+            for name, conn in self.config.hub.connections.items()
+            if not isinstance(conn, TodoWebhooksConnection)
+        )
+
+    def client(self, name: str) -> ConnectionClient:
+        """The client of connection ``name`` (created on first use)."""
+        existing = self._clients.get(name)
+        if existing is not None:
+            return existing
+        conn = self.config.connection(name)
+        if conn is None:
+            raise KeyError(f"no connection named {name!r}")
+        if isinstance(conn, TodoWebhooksConnection):
+            raise ValueError(f"connection {name!r} ({conn.kind}) makes no outbound calls")
+        client = self._build(name, conn)
+        self._clients[name] = client
+        return client
+
+    async def status(self, name: str) -> ConnectionStatus:
+        client = self.client(name)
+        credentials = await client.tokens.status() if client.tokens is not None else None
+        metrics.BREAKER.labels(name).set(metrics.BREAKER_VALUES[client.breaker.state])
+        return ConnectionStatus(
+            name=name,
+            breaker=client.breaker.state,
+            consecutive_failures=client.breaker.consecutive_failures,
+            budgets={b.bucket: b.remaining for b in client.budgets.values()},
+            credentials=credentials,
+        )
+
+    async def aclose(self) -> None:
+        for http in self._http:
+            await http.aclose()
+        self._http.clear()
+        self._clients.clear()
+
+    def _build(self, name: str, conn: Connection) -> ConnectionClient:
+        assert not isinstance(conn, TodoWebhooksConnection)
+        connect = conn.connect_timeout.total_seconds()
+        read = conn.read_timeout.total_seconds()
+        base_url = getattr(conn, "base_url", "") or ""
+        http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            follow_redirects=False,
+        )
+        self._http.append(http)
+        auth = getattr(conn, "auth", None)
+        tokens = None
+        if auth is not None:
+            if auth.type == "oauth2" and self.db is not None and self._box is None:
+                self._box = load_secret_box(self.config.settings)
+            tokens = token_provider(
+                name,
+                auth,
+                base_url=base_url,
+                http=http,
+                db=self.db,
+                box=self._box,
+                clock=self.clock,
+                # Longer than one token call can take, so a lease never lapses mid-refresh.
+                lease_seconds=connect + read + 10.0,
+            )
+        return ConnectionClient(
+            name,
+            http=http,
+            tokens=tokens,
+            breaker=CircuitBreaker(
+                failure_threshold=self._breaker_failures,
+                cooldown=self._breaker_cooldown,
+                clock=self.clock,
+            ),
+            store=self._store,
+            default_limit=Limit.of(conn.rate_limit) if conn.rate_limit is not None else None,
+            policy=self.policy,
+            clock=self.clock,
+            rng=self._rng,
+        )
