@@ -13,6 +13,7 @@ write, :meth:`Database.read_session` for reads. The owner commits; services only
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -95,6 +96,7 @@ class Database:
                 connect_args={"server_settings": server_settings},
             )
             self.write_engine = self.engine
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -104,8 +106,18 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work that writes: commits on success, rolls back on error."""
-        async with self._sessions() as session, session.begin():
+        """A unit of work that writes: commits on success, rolls back on error.
+
+        On SQLite, writers of this process queue on an asyncio lock first: SQLite admits one
+        writer at a time anyway, and waiting here costs nothing, whereas connections contending
+        inside SQLite sleep in its busy handler (milliseconds each time). Do not open a write
+        session while holding another one in the same task.
+        """
+        if self._write_lock is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self._sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager

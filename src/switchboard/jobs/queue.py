@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -161,20 +161,30 @@ def _owned(job_id: int, worker: str, attempt: int) -> Any:
     )
 
 
-async def succeed(
-    session: AsyncSession, job_id: int, *, worker: str, attempt: int, keep: bool = True
-) -> bool:
+async def succeed(session: AsyncSession, job_id: int, *, worker: str, attempt: int) -> bool:
     """Mark a job done. Returns False when this worker no longer owned it."""
-    if keep:
-        stmt: Any = (
-            update(Job)
-            .where(_owned(job_id, worker, attempt))
-            .values(state="succeeded", finished_at=utcnow(), lease_until=None, last_error=None)
+    return job_id in await succeed_many(session, [(job_id, attempt)], worker=worker)
+
+
+async def succeed_many(
+    session: AsyncSession, runs: list[tuple[int, int]], *, worker: str
+) -> set[int]:
+    """Mark several ``(job id, attempt)`` runs done in one statement; returns the ids this
+    worker still owned (the others were reclaimed after a lapsed lease)."""
+    if not runs:
+        return set()
+    stmt = (
+        update(Job)
+        .where(
+            tuple_(Job.id, Job.attempts).in_(runs),
+            Job.state == "running",
+            Job.worker == worker,
         )
-    else:
-        stmt = delete(Job).where(_owned(job_id, worker, attempt))
-    result = await session.execute(stmt.execution_options(synchronize_session=False))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .values(state="succeeded", finished_at=utcnow(), lease_until=None, last_error=None)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set((await session.scalars(stmt)).all())
 
 
 async def fail(
