@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTROL_PREFIX = "/_sandbox/"
+LOG_ENTRY = "switchboard.sandbox.log_entry"  # ASGI scope key of the request's log entry
 
 DownMode = Literal["503", "reset"]
 
@@ -183,6 +184,7 @@ class SandboxMiddleware:
             "fault": None,
             "at": time.time(),
         }
+        scope = {**scope, LOG_ENTRY: entry}
         try:
             await self._handle(scope, receive, send, entry)
         finally:

@@ -50,7 +50,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMiddleware
+from switchboard.sandbox.faults import (
+    LOG_ENTRY,
+    Faults,
+    FaultState,
+    RequestLog,
+    SandboxMiddleware,
+)
 from switchboard.sandbox.webhooks import Outbox
 
 # Public on purpose: the sandbox's well-known credentials.
@@ -276,17 +282,17 @@ class SlidingWindow:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
 
-    def hit(self, key: str) -> tuple[bool, int]:
-        """Record a hit if allowed; returns (allowed, remaining)."""
+    def hit(self, key: str) -> tuple[bool, int, float]:
+        """Record a hit if allowed; returns (allowed, remaining, the monotonic time used)."""
         now = time.monotonic()
         with self._lock:
             hits = self._hits.setdefault(key, deque())
             while hits and hits[0] <= now - self.window:
                 hits.popleft()
             if len(hits) >= self.limit:
-                return False, 0
+                return False, 0, now
             hits.append(now)
-            return True, self.limit - len(hits)
+            return True, self.limit - len(hits), now
 
 
 class DailyCounter:
@@ -672,11 +678,20 @@ def compile_filter(raw: Any) -> Callable[[Contact], bool]:
     return lambda c: _match(c, name, compare[op], missing=op == "NEQ")
 
 
+def _comparable(c: Contact, name: str) -> Any:
+    """The value :func:`_key` would give, without a round trip through the ISO string."""
+    if name == "hs_object_id":
+        return c.id
+    if name == "createdate":
+        return c.created_ms
+    if name == "lastmodifieddate":
+        return c.updated_ms
+    value = c.properties.get(name)
+    return None if value is None else _key(name, value, strict=False)
+
+
 def _match(c: Contact, name: str, test: Callable[[Any], bool], *, missing: bool = False) -> bool:
-    value = c.value(name)
-    if value is None:
-        return missing
-    k = _key(name, value, strict=False)
+    k = _comparable(c, name)
     return missing if k is None else test(k)
 
 
@@ -725,8 +740,7 @@ def compile_search(body: dict[str, Any]) -> tuple[Callable[[Contact], bool], str
 
 def sort_key(name: str) -> Callable[[Contact], tuple[int, Any, int]]:
     def key(c: Contact) -> tuple[int, Any, int]:
-        value = c.value(name)
-        k = None if value is None else _key(name, value, strict=False)
+        k = _comparable(c, name)
         # Contacts without the value sort last, like HubSpot; the id breaks ties.
         return (1, "", c.id) if k is None else (0, k, c.id)
 
@@ -1091,6 +1105,8 @@ class HubSpotSimulator:
         async def endpoint(request: Request) -> Response:
             headers: dict[str, str] = {}
             response: Response
+            # The request log's entry (a throwaway dict when served without the middleware).
+            entry: dict[str, Any] = request.scope.get(LOG_ENTRY, {})
             try:
                 token = self._authenticate(request)
                 allowed, daily_left = self._daily.hit()
@@ -1098,11 +1114,12 @@ class HubSpotSimulator:
                     return rate_limited("DAILY")
                 if search:
                     # Search has its own per-second budget and sends no rate-limit headers.
-                    ok, _ = self._search.hit(token.rate_key)
+                    ok, _, at = self._search.hit(token.rate_key)
                     if not ok:
                         return rate_limited("SECONDLY")
+                    entry["admitted_at"] = at
                 else:
-                    ok, remaining = self._rolling.hit(token.rate_key)
+                    ok, remaining, at = self._rolling.hit(token.rate_key)
                     headers = {
                         "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.limits.interval_ms),
                         "X-HubSpot-RateLimit-Max": str(self.limits.per_interval),
@@ -1115,6 +1132,7 @@ class HubSpotSimulator:
                         throttled = rate_limited("TEN_SECONDLY_ROLLING")
                         throttled.headers.update(headers)
                         return throttled
+                    entry["admitted_at"] = at
                 response = await handler(request)
             except HubSpotError as exc:
                 response = exc.response()
