@@ -137,8 +137,11 @@ class OAuth2Tokens:
         try:
             access, rotated, expires_in = await self._grant(self._box.decrypt(refresh_cipher))
         except NeedsReauthorization as exc:
-            await self._finish(refresh_cipher, reauth_reason=exc.message)
-            raise
+            if await self._finish(refresh_cipher, reauth_reason=exc.message):
+                raise
+            # Another process rotated the refresh token after our lease lapsed: ours is simply
+            # old, not revoked. Use what it stored.
+            return await self._obtain()
         except BaseException:
             await self._finish(refresh_cipher)
             raise
@@ -158,8 +161,9 @@ class OAuth2Tokens:
         *,
         result: tuple[str, str | None, float, float] | None = None,
         reauth_reason: str | None = None,
-    ) -> None:
-        """Store the outcome and release the lease, in one transaction."""
+    ) -> bool:
+        """Store the outcome and release the lease, in one transaction. False when the row had
+        moved on to another refresh token (nothing stored)."""
         now = as_datetime(self._clock.time())
         async with self._db.session() as session:
             row = await self._locked_row(session)
@@ -170,7 +174,7 @@ class OAuth2Tokens:
                 row.lease_owner, row.lease_until = None, None
             row.updated_at = now
             if not current:
-                return
+                return False
             if reauth_reason is not None:
                 row.needs_reauth, row.reauth_reason = True, reauth_reason
                 row.access_token, row.refresh_at = None, None
@@ -182,6 +186,7 @@ class OAuth2Tokens:
                 row.access_token = self._box.encrypt(access)
                 row.expires_at, row.refresh_at = as_datetime(expires_at), as_datetime(refresh_at)
                 row.refreshed_at = now
+        return True
 
     async def _locked_row(self, session: AsyncSession) -> Credential:
         """The row under a write lock, created (or reset) from the connections file."""

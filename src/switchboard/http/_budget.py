@@ -98,14 +98,25 @@ def take(
 def correct(
     grants: list[float], now: float, limit: Limit, remaining: int, reset_in: float | None
 ) -> list[float]:
-    """Lower the free tokens to ``remaining`` (never raise them), freed again after ``reset_in``
-    seconds when the provider says so, else after a full window."""
+    """Lower the free tokens to ``remaining`` (never raise them).
+
+    Without a reset time the spent tokens come back a window from now. With one (``reset_in``
+    seconds), ``capacity - remaining`` slots must stay taken until the reset: grants that would
+    expire earlier are held until then, and missing ones are added."""
     live = _live(grants, now, limit)
-    excess = limit.capacity - len(live) - max(remaining, 0)
-    if excess <= 0:
+    remaining = max(remaining, 0)
+    if reset_in is None:
+        excess = limit.capacity - len(live) - remaining
+        return sorted([*live, *([now] * excess)]) if excess > 0 else live
+    at = now + reset_in - limit.window - limit.margin  # a grant at `at` leaves at the reset
+    needed = limit.capacity - remaining
+    short = needed - sum(1 for g in live if g >= at)
+    if short <= 0:
         return live
-    at = now if reset_in is None else now + reset_in - limit.window - limit.margin
-    return sorted([*live, *([at] * excess)])
+    early = [i for i, g in enumerate(live) if g < at][-short:]  # the latest early ones
+    for i in early:
+        live[i] = at
+    return sorted([*live, *([at] * (short - len(early)))])
 
 
 def free_tokens(grants: list[float], now: float, limit: Limit) -> int:
