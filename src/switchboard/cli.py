@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import structlog
@@ -21,9 +22,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Durable jobs.")
+report_app = typer.Typer(no_args_is_help=True, help="Reports.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(report_app, name="report")
 
 log = structlog.get_logger("switchboard.cli")
 T = TypeVar("T")
@@ -142,6 +145,37 @@ def config_show() -> None:
         **config.hub.model_dump(mode="json"),
     }
     typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@report_app.command("tasks")
+def report_tasks(
+    start: Annotated[str, typer.Option(help="Window start (exclusive), ISO 8601; naive = UTC.")],
+    end: Annotated[str, typer.Option(help="Window end (inclusive), ISO 8601; naive = UTC.")],
+    user: Annotated[str | None, typer.Option(help="Only this user id.")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Default: [reports] dir.")] = None,
+) -> None:
+    """Write task reports for one window now (one file per user with something to report)."""
+    from switchboard.reports import service
+    from switchboard.tasks.schemas import parse_timestamp
+
+    config = load()
+    try:
+        start_at, end_at = parse_timestamp(start), parse_timestamp(end)
+    except ValueError as exc:
+        fail(f"--start/--end: {exc}", code=1)
+    if start_at >= end_at:
+        fail("--end must be after --start", code=1)
+    target = directory or config.hub.reports.dir
+
+    async def main(db: Database) -> list[Path]:
+        async with db.read_session() as session:
+            reports = await service.compute(session, start_at, end_at, user_id=user)
+        if user is not None and user not in reports:
+            reports[user] = service.empty(user, start_at, end_at)
+        return service.write_files(target, list(reports.values()), start_at, end_at)
+
+    for path in run_db(config, main):
+        typer.echo(str(path))
 
 
 @jobs_app.command("list")

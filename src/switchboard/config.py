@@ -286,6 +286,10 @@ class UsersSection(_Strict):
 class ReportsSection(_Strict):
     interval: Duration = timedelta(seconds=60)
     dir: Path = Path("reports")
+    settle: Duration = Field(
+        timedelta(seconds=5),
+        description="How long after a window ends its files wait for late-arriving events.",
+    )
 
 
 class HubConfig(_Strict):

@@ -14,6 +14,7 @@ write, :meth:`Database.read_session` for reads. The owner commits; services only
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -37,6 +38,20 @@ from sqlalchemy.types import TypeDecorator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_314_159_265  # pg_advisory_lock key for "switchboard migrations"
+
+
+async def lock_key(session: AsyncSession, key: str) -> None:
+    """Serialise transactions that touch the same logical key until this transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of the key. SQLite: nothing
+    to do, a write transaction (``BEGIN IMMEDIATE``) already excludes every other writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest, "big", signed=True)},
+        )
 
 
 def utcnow() -> datetime:

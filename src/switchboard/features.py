@@ -15,6 +15,9 @@ from switchboard.jobs import queue
 from switchboard.jobs.registry import registry
 from switchboard.jobs.runtime import Runtime
 from switchboard.jobs.schedules import ScheduleSpec
+from switchboard.reports import tasks as task_reports
+from switchboard.tasks import service as tasks_service
+from switchboard.tasks import webhooks as _todo_receiver  # noqa: F401 - registers the receiver
 
 ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
@@ -22,13 +25,19 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 def routers() -> list[APIRouter]:
     from switchboard.connections.endpoints import router as connections
     from switchboard.jobs.endpoints import router as jobs
+    from switchboard.reports.endpoints import router as reports
+    from switchboard.tasks.endpoints import router as tasks
+    from switchboard.webhooks.endpoints import router as webhooks
 
-    return [connections, jobs]
+    return [connections, jobs, webhooks, tasks, reports]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
-    return []
+    specs: list[ScheduleSpec] = []
+    if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
+        specs.append(task_reports.schedule(config.hub.reports.interval))
+    return specs
 
 
 def build_runtime(config: Config, db: Database) -> Runtime:
@@ -47,4 +56,10 @@ def metrics_refreshers(config: Config, db: Database) -> list[Callable[[], Awaita
         for kind, state, count in rows:
             metrics.JOBS.labels(kind, state).set(count)
 
-    return [queue_depth]
+    async def task_states() -> None:
+        async with db.read_session() as session:
+            counts = await tasks_service.count_by_state(session)
+        for state, count in counts.items():
+            metrics.TASKS.labels(state).set(count)
+
+    return [queue_depth, task_states]

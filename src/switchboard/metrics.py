@@ -44,3 +44,16 @@ JOB_DURATION = Histogram(
 JOB_RETRIES = Counter("switchboard_job_retries_total", "Job runs that will be retried.", ["kind"])
 JOBS_DEAD = Counter("switchboard_jobs_dead_total", "Jobs that went dead.", ["kind"])
 SCHEDULE_FIRES = Counter("switchboard_schedule_fires_total", "Schedule slots fired.", ["schedule"])
+
+WEBHOOK_DELIVERIES = Counter(
+    "switchboard_webhook_deliveries_total",
+    "Inbound webhook deliveries by connection and outcome.",
+    ["connection", "outcome"],
+)
+TASKS = Gauge("switchboard_tasks", "Tasks by state.", ["state"])
+REPORT_RUNS = Counter("switchboard_report_runs_total", "Report runs by outcome.", ["outcome"])
+REPORT_DURATION = Histogram(
+    "switchboard_report_duration_seconds",
+    "Time to compute and write one report window.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -28,6 +28,12 @@ log = structlog.get_logger("switchboard.schedules")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def align(t: datetime, every: timedelta) -> datetime:
+    """The latest multiple of ``every`` since the epoch at or before ``t`` (integer microseconds:
+    float seconds since the epoch cannot hold 0.2 s steps exactly)."""
+    return _EPOCH + (t - _EPOCH) // every * every
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A schedule as the code defines it. ``every`` slots are aligned to the epoch (a 60 s
@@ -59,8 +65,7 @@ class ScheduleSpec:
 
     def latest_at_or_before(self, t: datetime) -> datetime:
         if self.every is not None:
-            # Integer microseconds: float seconds since the epoch cannot hold 0.2 s steps exactly.
-            return _EPOCH + (t - _EPOCH) // self.every * self.every
+            return align(t, self.every)
         prev: datetime = croniter(self.cron, t + timedelta(microseconds=1)).get_prev(datetime)
         return prev.astimezone(UTC)
 

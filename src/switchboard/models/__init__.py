@@ -4,6 +4,18 @@ from switchboard.models.base import Base
 from switchboard.models.credential import Credential
 from switchboard.models.job import Job
 from switchboard.models.rate_bucket import RateBucket
+from switchboard.models.report_cursor import ReportCursor
 from switchboard.models.schedule import Schedule
+from switchboard.models.task import Task
+from switchboard.models.webhook_delivery import WebhookDelivery
 
-__all__ = ["Base", "Credential", "Job", "RateBucket", "Schedule"]
+__all__ = [
+    "Base",
+    "Credential",
+    "Job",
+    "RateBucket",
+    "ReportCursor",
+    "Schedule",
+    "Task",
+    "WebhookDelivery",
+]
