@@ -45,7 +45,10 @@ def build_runtime(config: Config, db: Database) -> Runtime:
 
 
 def readiness_checks(config: Config, db: Database) -> dict[str, ReadinessCheck]:
-    return {}
+    from switchboard.http import readiness_check as outbound_readiness
+
+    # Reported, never failing: see switchboard.http.readiness_check.
+    return {"connections": outbound_readiness(db)}
 
 
 def metrics_refreshers(config: Config, db: Database) -> list[Callable[[], Awaitable[None]]]:

@@ -23,7 +23,7 @@ from switchboard.http._budget import Bucket
 from switchboard.http._client import ConnectionClient, Mode
 from switchboard.http._clock import Clock, SystemClock
 from switchboard.http._errors import CircuitOpen, ProviderRejected, ProviderUnavailable
-from switchboard.http._outbound import ConnectionStatus, Outbound
+from switchboard.http._outbound import ConnectionStatus, Outbound, readiness_check
 from switchboard.http._retry import RetryPolicy
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     "ProviderUnavailable",
     "RetryPolicy",
     "SystemClock",
+    "readiness_check",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from switchboard.config import Config, Connection, TodoWebhooksConnection
 from switchboard.credentials import (
@@ -167,3 +170,31 @@ class Outbound:
             clock=self.clock,
             rng=self._rng,
         )
+
+
+def readiness_check(db: Database) -> Callable[[], Awaitable[tuple[Any, str | None]]]:
+    """A ``/ready`` check reporting each connection's breaker and credential state.
+
+    It never fails readiness: reads are served from the local store, so taking the process out
+    of the load balancer because a provider is down or a token was revoked would turn a partial
+    outage into a total one. The state is there for operators and alerts."""
+
+    async def check() -> tuple[Any, str | None]:
+        outbound = Outbound.for_database(db)
+        if outbound is None:
+            return "not started", None
+        report: dict[str, Any] = {}
+        for name in outbound.names:
+            try:
+                status = await outbound.status(name)
+            except (SQLAlchemyError, OSError):
+                report[name] = {"breaker": "unknown", "credentials": "unknown"}
+                continue
+            creds = status.credentials
+            report[name] = {
+                "breaker": status.breaker,
+                "credentials": creds.state if creds is not None else None,
+            }
+        return report, None
+
+    return check
