@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,17 +40,29 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_314_159_265  # pg_advisory_lock key for "switchboard migrations"
 
 
-async def lock_key(session: AsyncSession, key: str) -> None:
-    """Serialise transactions that touch the same logical key until this transaction ends.
+async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Serialise transactions that touch the same logical keys until this transaction ends.
 
-    PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of the key. SQLite: nothing
-    to do, a write transaction (``BEGIN IMMEDIATE``) already excludes every other writer.
+    PostgreSQL: transaction-scoped advisory locks on 64-bit hashes of the keys, taken in one
+    statement in sorted order (two transactions locking overlapping sets cannot deadlock).
+    SQLite: nothing to do, a write transaction (``BEGIN IMMEDIATE``) already excludes every
+    other writer.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    hashes = sorted(
+        {
+            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+            for k in keys
+        }
+    )
+    if hashes:
         await session.execute(
-            text("SELECT pg_advisory_xact_lock(:k)"),
-            {"k": int.from_bytes(digest, "big", signed=True)},
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM "
+                "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
+            ),
+            {"keys": hashes},
         )
 
 

@@ -34,55 +34,69 @@ class Outcome:
         return 200 <= self.status < 300
 
 
-async def apply_event(session: AsyncSession, connection: str, event: TodoEvent) -> Outcome:
-    """Apply one event. The caller holds the task's lock (``db.lock_key``) and owns the
-    transaction."""
+def apply_event(
+    task: Task | None, connection: str, event: TodoEvent
+) -> tuple[Outcome, Task | None]:
+    """Apply one event to the task it names (``None``: unknown so far). Returns the outcome and,
+    for a creation, the new task for the caller to add to its session. The caller holds the
+    task's lock (``db.lock_keys``) and owns the transaction."""
     if event.event not in ("created", "updated", "deleted"):
-        return Outcome(400, "invalid_event", INVALID)
+        return Outcome(400, "invalid_event", INVALID), None
     md = event.metadata
     at = event.timestamp
-    task = await session.scalar(
-        select(Task).where(Task.connection == connection, Task.task_id == md.id)
-    )
     if event.event == "created":
         if task is not None:
-            return Outcome(409, "duplicate_creation", DUPLICATE)
-        session.add(
-            Task(
-                connection=connection,
-                task_id=md.id,
-                user_id=md.userId,
-                content=md.content,
-                content_at=at,
-                created_at=at,
-                # A task created already completed is completed at its creation (README).
-                completed_at=at if md.isCompleted else None,
-                updated_at=utcnow(),
-            )
+            return Outcome(409, "duplicate_creation", DUPLICATE), None
+        created = Task(
+            connection=connection,
+            task_id=md.id,
+            user_id=md.userId,
+            content=md.content,
+            content_at=at,
+            created_at=at,
+            # A task created already completed is completed at its creation (README).
+            completed_at=at if md.isCompleted else None,
+            deleted_at=None,
+            updated_at=utcnow(),
         )
-        return Outcome(202, "created")
+        return Outcome(202, "created"), created
     if task is None:
-        return Outcome(404, "task_not_found", NOT_FOUND)
+        return Outcome(404, "task_not_found", NOT_FOUND), None
     if event.event == "deleted":
         if task.deleted_at is not None:
-            return Outcome(202, "unchanged")
+            return Outcome(202, "unchanged"), None
         task.deleted_at = at
         task.updated_at = utcnow()
-        return Outcome(202, "deleted")
+        return Outcome(202, "deleted"), None
     # updated
     if task.completed_at is not None:
-        return Outcome(202, "unchanged")  # the first completion time is kept
+        return Outcome(202, "unchanged"), None  # the first completion time is kept
     if task.deleted_at is not None:
-        return Outcome(400, "update_on_deleted", INVALID)
+        return Outcome(400, "update_on_deleted", INVALID), None
     changed = False
     if at >= task.content_at and md.content != task.content:
         task.content, task.content_at, changed = md.content, at, True
     if md.isCompleted:
         task.completed_at, changed = at, True
     if not changed:
-        return Outcome(202, "unchanged")
+        return Outcome(202, "unchanged"), None
     task.updated_at = utcnow()
-    return Outcome(202, "completed" if md.isCompleted else "updated")
+    return Outcome(202, "completed" if md.isCompleted else "updated"), None
+
+
+async def load_tasks(
+    session: AsyncSession, refs: set[tuple[str, str]]
+) -> dict[tuple[str, str], Task]:
+    """The tasks named by ``(connection, task id)`` pairs, in one query."""
+    if not refs:
+        return {}
+    found = await session.scalars(
+        select(Task).where(
+            Task.task_id.in_({task_id for _, task_id in refs}),
+            Task.connection.in_({conn for conn, _ in refs}),
+        )
+    )
+    return {(t.connection, t.task_id): t for t in found.all() if (t.connection, t.task_id) in refs}
 
 
 def to_out(task: Task) -> TaskOut:
