@@ -235,6 +235,44 @@ from switchboard.sandbox.cli import sandbox  # noqa: E402 - the sandbox command,
 app.command("sandbox")(sandbox)
 
 
+@app.command("sync")
+def sync_command(
+    name: Annotated[str, typer.Argument(help="The connection to sync.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Ignore what was stored last time (ETag, hashes).")
+    ] = False,
+) -> None:
+    """Sync one connection now, in the foreground (exit 1 when the run failed)."""
+    from switchboard.errors import AppError
+    from switchboard.http import Outbound
+    from switchboard.syncs import service as syncs
+
+    config = load()
+
+    def progress(message: str) -> None:
+        typer.echo(f"  {message}", err=True)
+
+    async def main(db: Database) -> Any:
+        await db.upgrade()
+        outbound = Outbound(config, db)
+        try:
+            return await syncs.run_now(config, db, outbound, name, full=full, progress=progress)
+        finally:
+            await outbound.aclose()
+
+    try:
+        run, result, error = run_db(config, main)
+    except AppError as exc:
+        fail(exc.message, code=1)
+    if error is not None:
+        fail(f"sync run {run.id} of {name} failed: {error}", code=1)
+    assert result is not None
+    typer.echo(
+        f"sync run {run.id} of {name} succeeded: {result.upserted} written, "
+        f"{result.skipped} skipped, {result.errors} errors"
+    )
+
+
 def main() -> None:
     try:
         app()

@@ -24,12 +24,16 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
 def routers() -> list[APIRouter]:
     from switchboard.connections.endpoints import router as connections
+    from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
+    from switchboard.syncs import registry as syncs_registry
+    from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
     from switchboard.webhooks.endpoints import router as webhooks
 
-    return [connections, jobs, webhooks, tasks, reports]
+    syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
+    return [connections, jobs, webhooks, tasks, reports, events, syncs]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:
@@ -37,6 +41,9 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     specs: list[ScheduleSpec] = []
     if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
+    from switchboard.syncs import service as syncs_service
+
+    specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
     return specs
 
 

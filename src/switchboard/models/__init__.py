@@ -19,3 +19,10 @@ __all__ = [
     "Task",
     "WebhookDelivery",
 ]
+
+from switchboard.models.event_plan import EventPlan
+from switchboard.models.feed_state import FeedState
+from switchboard.models.store_version import StoreVersion
+from switchboard.models.sync_run import SyncRun
+
+__all__ += ["EventPlan", "FeedState", "StoreVersion", "SyncRun"]

@@ -1,0 +1,30 @@
+"""The event provider's XML feed: a conditional-GET client and a streaming, hardened parser.
+
+feed = FeedClient(outbound.client("events"), conn.url)
+fetched = await feed.fetch(etag=previous_etag)
+parsed = parse_feed(fetched.body)          # NotAFeed when it is not a feed document
+for plan in parsed.plans: ...              # parsed.skipped counts invalid plans by reason
+"""
+
+from switchboard.connectors.xml_feed.client import FeedClient, Fetched
+from switchboard.connectors.xml_feed.parser import (
+    FeedParser,
+    FeedPlan,
+    InvalidPlan,
+    NotAFeed,
+    ParsedFeed,
+    parse_chunks,
+    parse_feed,
+)
+
+__all__ = [
+    "FeedClient",
+    "FeedParser",
+    "FeedPlan",
+    "Fetched",
+    "InvalidPlan",
+    "NotAFeed",
+    "ParsedFeed",
+    "parse_chunks",
+    "parse_feed",
+]

@@ -1,0 +1,87 @@
+"""``GET /search``: the provider's search contract, answered from this process's index."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from switchboard.deps import Authenticated
+from switchboard.events.index import index_for
+from switchboard.events.schemas import QUERY_PARAMETERS, ErrorEnvelope, SearchResponse
+
+log = structlog.get_logger("switchboard.events")
+
+router = APIRouter(tags=["events"], dependencies=Authenticated)
+
+
+class _BadQuery(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _envelope(status: int, code: str, message: str) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}, "data": None})
+    return Response(body.encode(), status_code=status, media_type="application/json")
+
+
+def parse_instant(raw: str | None, name: str) -> float | None:
+    """An RFC 3339 date-time as epoch seconds (None when absent). Offsets are honoured; a time
+    without one is read as UTC."""
+    if raw is None:
+        return None
+    text = raw.strip().upper()
+    if "T" not in text:
+        raise _BadQuery(
+            "invalid_parameter", f"{name} must be a date-time like 2021-07-21T17:32:28Z"
+        )
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    except (ValueError, OverflowError):
+        raise _BadQuery(
+            "invalid_parameter", f"{name} is not a valid date-time: {raw[:64]!r}"
+        ) from None
+
+
+@router.get(
+    "/search",
+    operation_id="searchEvents",
+    summary="Lists the available events on a time range",
+    response_class=Response,
+    responses={
+        200: {"model": SearchResponse, "description": "List of plans"},
+        400: {"model": ErrorEnvelope, "description": "The request was not correctly formed"},
+        500: {"model": ErrorEnvelope, "description": "Generic error"},
+    },
+    openapi_extra={"parameters": QUERY_PARAMETERS},
+)
+async def search(request: Request) -> Response:
+    """Plans that start at or after ``starts_at`` and end at or before ``ends_at`` (both
+    optional), from the hub's own store: it never calls the provider."""
+    # Parsed here rather than by FastAPI: the contract wants its own 400 envelope, not a 422.
+    params = request.query_params
+    try:
+        starts_at = parse_instant(params.get("starts_at"), "starts_at")
+        ends_at = parse_instant(params.get("ends_at"), "ends_at")
+        if starts_at is not None and ends_at is not None and starts_at > ends_at:
+            raise _BadQuery("invalid_range", "starts_at must not be later than ends_at")
+    except _BadQuery as exc:
+        return _envelope(400, exc.code, exc.message)
+    try:
+        index = index_for(request.app.state.db)
+        await index.ensure_fresh()
+        body = index.search(starts_at, ends_at)
+    except Exception:  # the contract's 500 envelope, not the hub's generic error body
+        log.exception("search_failed")
+        return _envelope(500, "internal_error", "The search failed; try again later")
+    return Response(body, media_type="application/json")

@@ -1,0 +1,28 @@
+"""Event feed and search metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+INGESTS = Counter(
+    "switchboard_feed_ingests_total",
+    "Feed fetches by result: stored, unchanged, not_modified, not_a_feed, provider_error.",
+    ["connection", "result"],
+)
+PLANS_WRITTEN = Counter(
+    "switchboard_feed_plans_written_total", "Plans inserted or changed.", ["connection"]
+)
+PLANS_SKIPPED = Counter(
+    "switchboard_feed_plans_skipped_total",
+    "Invalid plans skipped, by reason.",
+    ["connection", "reason"],
+)
+PLANS_IN_FEED = Gauge(
+    "switchboard_feed_plans_in_feed", "Valid plans in the last stored document.", ["connection"]
+)
+INDEX_VERSION = Gauge("switchboard_search_index_version", "Store version the index has loaded.")
+INDEX_PLANS = Gauge("switchboard_search_index_plans", "Searchable plans in the index.")
+INDEX_LOADED_AT = Gauge(
+    "switchboard_search_index_checked_timestamp_seconds",
+    "When this process last confirmed its index is current (epoch seconds).",
+)

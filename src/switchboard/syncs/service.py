@@ -1,0 +1,287 @@
+"""Sync runs: start, finish, execute, enqueue, list, summarise."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.config import Config
+from switchboard.db import Database, utcnow
+from switchboard.errors import AppError, BadRequest, Conflict, NotFound
+from switchboard.http import Outbound
+from switchboard.jobs import RetryLater, ScheduleSpec, enqueue
+from switchboard.models import SyncRun
+from switchboard.syncs import metrics
+from switchboard.syncs.registry import (
+    JOB_KIND,
+    TICK_KIND,
+    SyncContext,
+    Syncer,
+    SyncResult,
+    job_key,
+    load,
+    syncer_for,
+)
+
+log = structlog.get_logger("switchboard.syncs")
+
+STALE_AFTER = timedelta(hours=1)
+"""A run still marked running after this long was abandoned (its process died)."""
+
+
+class SyncBusy(Conflict):
+    """Another sync of this connection is running."""
+
+
+def resolve(config: Config, name: str) -> Syncer:
+    """The syncer of connection ``name``: ``NotFound`` or ``BadRequest`` (kind cannot sync)."""
+    conn = config.connection(name)
+    if conn is None:
+        raise NotFound(f"No connection named {name!r}")
+    syncer = syncer_for(conn.kind)
+    if syncer is None:
+        raise BadRequest(f"Connection {name!r} ({conn.kind}) has nothing to sync")
+    return syncer
+
+
+async def begin_run(
+    session: AsyncSession, connection: str, stream: str, *, job_id: int | None = None
+) -> SyncRun:
+    """Record a running run, or raise :class:`SyncBusy` while another one is running.
+
+    A run left ``running`` by an earlier attempt of the same job, or for longer than
+    :data:`STALE_AFTER`, was abandoned by a process that died: it is closed as failed.
+    """
+    now = utcnow()
+    abandoned = SyncRun.started_at < now - STALE_AFTER
+    if job_id is not None:
+        abandoned = or_(abandoned, SyncRun.job_id == job_id)
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.connection == connection, SyncRun.outcome == "running", abandoned)
+        .values(outcome="failed", finished_at=now, errors=1, detail={"error": "abandoned"})
+        .execution_options(synchronize_session=False)
+    )
+    busy = await session.scalar(
+        select(SyncRun.id).where(SyncRun.connection == connection, SyncRun.outcome == "running")
+    )
+    if busy is not None:
+        raise SyncBusy(f"Sync run {busy} of {connection!r} is still running")
+    run = SyncRun(
+        connection=connection,
+        stream=stream,
+        job_id=job_id,
+        started_at=now,
+        outcome="running",
+        pages=0,
+        upserted=0,
+        deleted=0,
+        skipped=0,
+        errors=0,
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def finish_run(
+    session: AsyncSession, run_id: int, result: SyncResult | None, *, error: str | None = None
+) -> None:
+    values: dict[str, Any] = {"finished_at": utcnow()}
+    if error is None and result is not None:
+        values.update(
+            outcome="succeeded",
+            pages=result.pages,
+            upserted=result.upserted,
+            deleted=result.deleted,
+            skipped=result.skipped,
+            errors=result.errors,
+            detail=result.detail or None,
+        )
+    else:
+        detail = dict(result.detail) if result is not None else {}
+        detail["error"] = error
+        values.update(
+            outcome="failed",
+            errors=(result.errors if result is not None else 0) + 1,
+            skipped=result.skipped if result is not None else 0,
+            detail=detail,
+        )
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | None]:
+    """Run one sync of ``ctx.name`` and record it. Returns the run (as started), the result,
+    and the error message when it failed.
+
+    A failure of the provider or of its document (``AppError``, ``RetryLater``) is recorded
+    and returned, not raised: the next scheduled run is the retry. Anything else is a bug: it
+    is recorded and re-raised.
+    """
+    syncer = syncer_for(ctx.connection.kind)
+    assert syncer is not None, f"no syncer for {ctx.connection.kind}"
+    async with ctx.db.session() as session:
+        run = await begin_run(session, ctx.name, syncer.stream, job_id=ctx.job_id)
+    started = time.perf_counter()
+    result: SyncResult | None = None
+    error: str | None = None
+    try:
+        result = await syncer.run(ctx)
+    except (AppError, RetryLater) as exc:
+        error = exc.message if isinstance(exc, AppError) else exc.reason
+    except BaseException as exc:
+        async with ctx.db.session() as session:
+            await finish_run(session, run.id, None, error=f"internal error: {type(exc).__name__}")
+        metrics.RUNS.labels(ctx.name, "failed").inc()
+        raise
+    async with ctx.db.session() as session:
+        await finish_run(session, run.id, result, error=error)
+    outcome = "failed" if error is not None else "succeeded"
+    metrics.RUNS.labels(ctx.name, outcome).inc()
+    metrics.DURATION.labels(ctx.name).observe(time.perf_counter() - started)
+    if error is None:
+        metrics.LAST_SUCCESS.labels(ctx.name).set(time.time())
+    log.info(
+        "sync_run",
+        connection=ctx.name,
+        run=run.id,
+        outcome=outcome,
+        error=error,
+        upserted=result.upserted if result else 0,
+        skipped=result.skipped if result else 0,
+    )
+    return run, result, error
+
+
+async def enqueue_sync(session: AsyncSession, name: str, *, full: bool = False) -> int:
+    """Queue a sync of ``name`` (coalesced with one already pending); returns the job id."""
+    return await enqueue(
+        session,
+        JOB_KIND,
+        {"connection": name, "full": full},
+        key=job_key(name),
+        coalesce=True,
+    )
+
+
+async def list_runs(
+    session: AsyncSession, connection: str, *, limit: int, before: int | None = None
+) -> list[SyncRun]:
+    """Runs of ``connection``, newest first; ``before`` is the id cursor of the next page."""
+    query = select(SyncRun).where(SyncRun.connection == connection)
+    if before is not None:
+        query = query.where(SyncRun.id < before)
+    return list((await session.scalars(query.order_by(SyncRun.id.desc()).limit(limit))).all())
+
+
+def run_dict(run: SyncRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "connection": run.connection,
+        "stream": run.stream,
+        "outcome": run.outcome,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "pages": run.pages,
+        "upserted": run.upserted,
+        "deleted": run.deleted,
+        "skipped": run.skipped,
+        "errors": run.errors,
+        "detail": run.detail,
+    }
+
+
+async def connection_summary(session: AsyncSession, config: Config, name: str) -> dict[str, Any]:
+    """What ``GET /connections/{name}`` shows about syncing: the last run, the last success,
+    failures since it, and the store's own counts (e.g. plans stored). Empty when the
+    connection's kind does not sync."""
+    conn = config.connection(name)
+    syncer = syncer_for(conn.kind) if conn is not None else None
+    if syncer is None:
+        return {}
+    last = await session.scalar(
+        select(SyncRun).where(SyncRun.connection == name).order_by(SyncRun.id.desc()).limit(1)
+    )
+    last_ok = await session.scalar(
+        select(SyncRun)
+        .where(SyncRun.connection == name, SyncRun.outcome == "succeeded")
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    failed_since = await session.scalar(
+        select(func.count())
+        .select_from(SyncRun)
+        .where(
+            and_(
+                SyncRun.connection == name,
+                SyncRun.outcome == "failed",
+                SyncRun.id > (last_ok.id if last_ok is not None else 0),
+            )
+        )
+    )
+    summary: dict[str, Any] = {
+        "last_run": run_dict(last) if last is not None else None,
+        "last_success_at": last_ok.finished_at.isoformat()
+        if last_ok is not None and last_ok.finished_at
+        else None,
+        "failed_runs_since_success": failed_since or 0,
+        "skipped": last.skipped if last is not None else 0,
+        "errors": last.errors if last is not None else 0,
+    }
+    if syncer.summary is not None:
+        summary.update(await syncer.summary(session, name))
+    return summary
+
+
+def schedules(config: Config) -> list[ScheduleSpec]:
+    """One schedule per connection whose kind syncs with an interval (and, by loading the
+    syncers, the sync job handlers of this process)."""
+    load()
+    specs = []
+    for name, conn in sorted(config.hub.connections.items()):
+        syncer = syncer_for(conn.kind)
+        every = syncer.interval(conn) if syncer is not None else None
+        if every is not None:
+            specs.append(
+                ScheduleSpec(
+                    name=f"sync:{name}", kind=TICK_KIND, every=every, payload={"connection": name}
+                )
+            )
+    return specs
+
+
+async def run_now(
+    config: Config,
+    db: Database,
+    outbound: Outbound,
+    name: str,
+    *,
+    full: bool = False,
+    progress: Any = None,
+) -> tuple[SyncRun, SyncResult | None, str | None]:
+    """Run a sync in this task (the CLI), outside the job queue."""
+    resolve(config, name)
+    conn = config.connection(name)
+    assert conn is not None
+    ctx = SyncContext(
+        name=name,
+        connection=conn,
+        config=config,
+        db=db,
+        outbound=outbound,
+        full=full,
+        in_job=False,
+    )
+    if progress is not None:
+        ctx.progress = progress
+    return await execute(ctx)
