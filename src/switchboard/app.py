@@ -3,6 +3,8 @@ the embedded background runtime."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard import __version__, features
-from switchboard.config import Config, load_config
+from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
 from switchboard.db import Database
 from switchboard.errors import AppError
 from switchboard.health import router as health_router
@@ -32,6 +34,8 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
     if config is None:  # uvicorn worker processes build their own, from the same environment
         config = load_config()
         configure_logging(config.settings)
+        if config.source is None and SANDBOX_URLS_ENV in os.environ:
+            config = with_sandbox(config, json.loads(os.environ[SANDBOX_URLS_ENV]))
     settings = config.settings
     run_runtime = settings.embedded_runtime if runtime is None else runtime
 

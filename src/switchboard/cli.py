@@ -14,7 +14,14 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import structlog
 import typer
 
-from switchboard.config import Config, ConfigError, is_loopback, load_config
+from switchboard.config import (
+    SANDBOX_URLS_ENV,
+    Config,
+    ConfigError,
+    is_loopback,
+    load_config,
+    with_sandbox,
+)
 from switchboard.db import Database
 from switchboard.logs import configure_logging
 
@@ -86,6 +93,26 @@ def serve(
             )
         log.warning("no_api_key", detail="API is open to local clients only (loopback bind)")
     run_db(config, lambda db: db.upgrade())
+    sandbox = None
+    if config.source is None and config.settings.sandbox:
+        from switchboard.sandbox import Sandbox
+
+        sandbox = Sandbox()
+        urls = sandbox.start()
+        config = with_sandbox(config, urls)
+        if sandbox.todo is not None:
+            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+            sandbox.todo.target = f"http://{local}:{port}/webhooks/todo"
+        os.environ[SANDBOX_URLS_ENV] = json.dumps(urls)
+        typer.secho(
+            "No connections file: running against the built-in SANDBOX simulators "
+            "(not real providers). Write switchboard.toml to connect real systems.",
+            err=True,
+            fg=typer.colors.YELLOW,
+            bold=True,
+        )
+        for name, url in urls.items():
+            typer.secho(f"  sandbox {name}: {url}", err=True, fg=typer.colors.YELLOW)
     if no_runtime:
         os.environ["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
     common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
@@ -96,6 +123,8 @@ def serve(
     else:
         # Each worker process builds its own app (and runtime) from the same environment.
         uvicorn.run("switchboard.app:create_app", factory=True, workers=workers, **common)
+    if sandbox is not None:
+        sandbox.stop()
 
 
 @app.command()

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
 
+    sandbox: bool = Field(
+        True,
+        description="With no connections file, `serve` starts the built-in provider simulators "
+        "and wires every connection to them.",
+    )
+
     # Durable jobs (switchboard.jobs).
     embedded_runtime: bool = Field(
         True, description="Run jobs and schedules inside `serve` (off: API-only process)."
@@ -405,6 +411,19 @@ def load_config(settings: Settings | None = None, env: dict[str, str] | None = N
     except ValidationError as exc:
         raise ConfigError(f"{path}: " + _describe(exc, "")) from None
     return Config(settings, hub, path)
+
+
+SANDBOX_URLS_ENV = "SWITCHBOARD_SANDBOX_URLS"
+
+
+def with_sandbox(config: Config, urls: dict[str, str]) -> Config:
+    """The zero-configuration hub: every connection wired to the simulators at ``urls``."""
+    from switchboard.sandbox import zero_config
+
+    hub = HubConfig.model_validate(
+        {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
+    )
+    return Config(config.settings, hub, None)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
@@ -289,3 +290,26 @@ async def test_webhook_metrics(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'switchboard_webhook_deliveries_total{connection="todo",outcome="created"}' in text
     assert 'switchboard_tasks{state="open"} 1.0' in text
+
+
+async def test_concurrent_deliveries_share_a_transaction_and_keep_their_semantics(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    creates = [event("created", task=f"c{i}") for i in range(20)]
+    # Each create twice (exact redeliveries), all at once: one batch or a few.
+    answers = await asyncio.gather(*(post(client, body) for body in creates + creates))
+    assert [r.status_code for r in answers] == [202] * 40
+    async with db.read_session() as session:
+        rows = (await session.scalars(select(WebhookDelivery))).all()
+    outcomes = sorted(r.outcome for r in rows)
+    assert outcomes == ["created"] * 20 + ["redelivery"] * 20
+    r = await client.get("/tasks", params={"limit": 500})
+    assert len(r.json()["items"]) == 20
+    # Different outcomes within one batch.
+    mixed = await asyncio.gather(
+        post(client, event("updated", task="c1", ts="2025-04-02T00:00:00Z", isCompleted=True)),
+        post(client, event("deleted", task="c2", ts="2025-04-02T00:00:00Z")),
+        post(client, event("updated", task="missing")),
+    )
+    assert [r.status_code for r in mixed] == [202, 202, 404]
+    assert (await task(client, "c1"))["state"] == "completed"
