@@ -33,6 +33,12 @@ async def test_lists_connections_without_secrets(client: httpx.AsyncClient) -> N
         "kind": "hubspot",
         "endpoint": "https://api.hubapi.com",
         "auth": "token",
+        "outbound": {
+            "breaker": "closed",
+            "consecutive_failures": 0,
+            "budgets": {},
+            "credentials": {"type": "token", "state": "ok", "detail": None, "expires_at": None},
+        },
     }
 
 

@@ -58,3 +58,31 @@ async def test_ready_reports_breaker_and_credentials_without_failing(
     metrics = (await client.get("/metrics")).text
     assert 'switchboard_outbound_breaker_state{connection="static"} 2.0' in metrics
     assert 'switchboard_outbound_requests_total{connection="static",status="error"}' in metrics
+
+
+async def test_connections_show_breaker_budget_and_credentials(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    before = (await client.get("/connections/crm")).json()
+    assert before["outbound"] == {
+        "breaker": "closed",
+        "consecutive_failures": 0,
+        "budgets": {},
+        "credentials": {"type": "oauth2", "state": "unused", "detail": None, "expires_at": None},
+    }
+    with pytest.raises(NeedsReauthorization):
+        await app.state.outbound.client("crm").request("GET", "/crm/v3/objects/contacts")
+
+    one = (await client.get("/connections/crm")).json()
+    assert one["outbound"]["credentials"]["state"] == "needs_reauth"
+    assert "refresh token" in one["outbound"]["credentials"]["detail"]
+    items = {i["name"]: i for i in (await client.get("/connections")).json()["items"]}
+    assert items["crm"]["outbound"]["credentials"]["state"] == "needs_reauth"
+    assert items["static"]["outbound"]["credentials"] == {
+        "type": "token",
+        "state": "ok",
+        "detail": None,
+        "expires_at": None,
+    }
+    assert items["todo"]["outbound"] is None  # inbound only
+    assert "pat-0000000" not in str(items)
