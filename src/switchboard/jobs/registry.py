@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.config import Config
 from switchboard.db import Database
+
+if TYPE_CHECKING:  # switchboard.http imports RetryLater from here
+    from switchboard.http import Outbound
 
 
 class RetryLater(Exception):
@@ -34,6 +37,8 @@ class JobContext:
     attempt: int
     db: Database
     config: Config
+    outbound: Outbound | None = None
+    """The process's outbound clients (call providers with ``mode="job"``)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 

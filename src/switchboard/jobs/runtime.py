@@ -9,6 +9,7 @@ import structlog
 
 from switchboard.config import Config
 from switchboard.db import Database
+from switchboard.http import Outbound
 from switchboard.jobs.registry import Registry
 from switchboard.jobs.schedules import Scheduler, ScheduleSpec
 from switchboard.jobs.worker import Worker
@@ -28,7 +29,12 @@ class Runtime:
     ) -> None:
         for module in config.settings.job_modules:
             importlib.import_module(module)  # registers its handlers (and fails loudly if absent)
-        self.worker = Worker(db, config, registry)
+        # One set of outbound clients per process: the API's when there is one (breakers and
+        # token caches are then shared with request handlers), else the runtime's own.
+        shared = Outbound.for_database(db)
+        self._owns_outbound = shared is None
+        self.outbound = shared or Outbound(config, db)
+        self.worker = Worker(db, config, registry, outbound=self.outbound)
         self.scheduler = Scheduler(
             db, schedules, tick=scheduler_tick, retention=config.settings.job_retention
         )
@@ -42,3 +48,5 @@ class Runtime:
         any still running after it are handed back (their leases expire at once)."""
         await self.scheduler.stop()
         await self.worker.stop()
+        if self._owns_outbound:
+            await self.outbound.aclose()

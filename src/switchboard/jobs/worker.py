@@ -20,6 +20,7 @@ from switchboard import metrics
 from switchboard.config import Config
 from switchboard.db import Database
 from switchboard.errors import TerminalError, TransientError
+from switchboard.http import Outbound
 from switchboard.jobs import queue
 from switchboard.jobs.registry import JobContext, Registry, RetryLater
 from switchboard.models import Job
@@ -38,11 +39,13 @@ class Worker:
         *,
         concurrency: int | None = None,
         name: str | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         s = config.settings
         self.db = db
         self.config = config
         self.registry = registry
+        self.outbound = outbound
         self.concurrency = concurrency or s.worker_concurrency
         self.poll_interval = s.job_poll_interval
         self.lease = timedelta(seconds=s.job_lease_seconds)
@@ -186,6 +189,7 @@ class Worker:
             attempt=job.attempts,
             db=self.db,
             config=self.config,
+            outbound=self.outbound,
         )
         started = time.perf_counter()
         outcome = "lost"
