@@ -8,6 +8,7 @@ are made by type, never by parsing messages.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -87,9 +88,29 @@ class ServiceUnavailable(AppError):
 
 
 class ConnectorError(AppError):
-    """The provider call failed."""
+    """The provider call failed.
+
+    Carries what the provider said, for operators and for the hub's own answers: the
+    ``connection``, the provider's HTTP status, its message and its decoded body.
+    """
 
     status_code = 502
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connection: str | None = None,
+        provider_status: int | None = None,
+        provider_message: str | None = None,
+        body: Any = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.connection = connection
+        self.provider_status = provider_status
+        self.provider_message = provider_message
+        self.provider_body = body
 
 
 class TransientError(ConnectorError):
@@ -98,6 +119,9 @@ class TransientError(ConnectorError):
     status_code = 503
 
     def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kw: Any):
+        if retry_after is not None and "headers" not in kw:
+            # The hub's own answer carries the wait, so API callers see 503 + Retry-After.
+            kw["headers"] = {"Retry-After": str(math.ceil(retry_after))}
         super().__init__(message, **kw)
         self.retry_after = retry_after
 

@@ -6,7 +6,6 @@ and read ``provider_status`` / ``provider_message`` / ``body``; they never parse
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import httpx
@@ -19,42 +18,9 @@ _MAX_TEXT = 2000
 class ProviderUnavailable(TransientError):
     """The provider is unavailable or rate-limiting; try again later."""
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        connection: str,
-        provider_status: int | None = None,
-        provider_message: str | None = None,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        # The hub's own answer carries the wait, so API callers see 503 + Retry-After.
-        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
-        super().__init__(message, retry_after=retry_after, headers=headers)
-        self.connection = connection
-        self.provider_status = provider_status
-        self.provider_message = provider_message
-        self.provider_body = body
-
 
 class ProviderRejected(TerminalError):
     """The provider refused the request; retrying cannot help."""
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        connection: str,
-        provider_status: int | None = None,
-        provider_message: str | None = None,
-        body: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.connection = connection
-        self.provider_status = provider_status
-        self.provider_message = provider_message
-        self.provider_body = body
 
 
 class CircuitOpen(ProviderUnavailable):
