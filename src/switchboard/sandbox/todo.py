@@ -226,9 +226,11 @@ class TodoSender:
         for n, event in enumerate(random_events(seed=seed, users=users)):
             if count is not None and n >= count:
                 break
-            due = started + n / rate
-            if duration is not None and due - started >= duration:
+            offset = n / rate
+            # Compare offsets, not clock readings: started + 0.2 - started can be 0.19999….
+            if duration is not None and offset >= duration:
                 break
+            due = started + offset
             if (wait := due - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             result = await self.send(event)
