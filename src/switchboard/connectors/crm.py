@@ -1,0 +1,157 @@
+"""The CRM contacts interface every CRM connector implements, in the hub's own field names.
+
+    crm = crm_client(outbound, config, "hubspot", mode="request")
+    contact = await crm.create({"email": "ada@example.com", "firstName": "Ada"})
+    await crm.update(contact.external_id, {"lastName": "Lovelace"})
+
+Two implementations exist today: HubSpot (``connectors.hubspot``) and the declarative mapped CRM
+(``connectors.mapped_crm``). Our field names are :data:`FIELDS`; each connector maps them to the
+provider's and back, and refuses a field its map does not know (:class:`UnknownField`, 422)
+rather than writing it under a wrong name.
+
+Failures: :class:`DuplicateContact` (409), :class:`ContactNotFound` (404),
+:class:`UnknownField` / :class:`InvalidContact` (422), :class:`MalformedResponse` (502), and the
+outbound layer's ``TransientError`` (503 + Retry-After: rate limit, outage) and
+``TerminalError`` (502) for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from switchboard.config import Config, HubSpotConnection, MappedCrmConnection
+from switchboard.errors import Conflict, NotFound, TerminalError, Unprocessable
+
+if TYPE_CHECKING:
+    import httpx
+
+    from switchboard.http import Outbound
+
+FIELDS = ("email", "firstName", "lastName", "phone", "company")
+"""The contact fields of the hub, in every CRM's terms after mapping."""
+
+Fields = dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class CrmContact:
+    """A contact as a CRM holds it, in our field names.
+
+    ``fields`` holds the fields the CRM returned (a write's answer may hold only the fields
+    written; a missing key means "not returned", ``None`` means "empty").
+    """
+
+    external_id: str
+    fields: Fields
+    created_at: datetime | None
+    updated_at: datetime | None
+    archived: bool
+    raw: dict[str, Any]
+    """The provider's record as received."""
+
+
+class DuplicateContact(TerminalError, Conflict):
+    """A contact with this email already exists in the CRM."""
+
+    status_code = 409
+
+    def __init__(self, message: str | None = None, *, existing_id: str | None, **kw: Any):
+        super().__init__(message, **kw)
+        self.existing_id = existing_id
+
+
+class ContactNotFound(TerminalError, NotFound):
+    """The contact does not exist in the CRM."""
+
+    status_code = 404
+
+
+class UnknownField(Unprocessable):
+    """The CRM's field map does not know this field."""
+
+    def __init__(self, field: str, connection: str) -> None:
+        super().__init__(f"Field {field!r} is not mapped for connection {connection!r}")
+        self.field = field
+        self.connection = connection
+
+
+class InvalidContact(TerminalError):
+    """The CRM rejected the contact's values."""
+
+    status_code = 422
+
+
+class MalformedResponse(TerminalError):
+    """The CRM answered something that is not the documented shape."""
+
+    status_code = 502
+
+
+class NotACrm(Unprocessable):
+    """No CRM connection of that name."""
+
+
+class CrmContacts(Protocol):
+    """Contacts in one CRM. Every method may also raise the outbound layer's errors."""
+
+    connection: str
+
+    async def get(self, external_id: str) -> CrmContact | None:
+        """The contact, or ``None`` when the CRM does not know it (or it was deleted)."""
+        ...
+
+    async def find_by_email(self, email: str) -> CrmContact | None:
+        """The live contact with this email (case-insensitive), or ``None``."""
+        ...
+
+    async def create(self, fields: Fields) -> CrmContact:
+        """Create a contact; :class:`DuplicateContact` when the email is taken."""
+        ...
+
+    async def update(self, external_id: str, fields: Fields) -> CrmContact:
+        """Set the given fields (``None`` clears one); :class:`ContactNotFound` when unknown.
+        The answer may hold only the fields written."""
+        ...
+
+    async def archive(self, external_id: str) -> None:
+        """Delete (archive) the contact. Idempotent: deleting an unknown contact succeeds."""
+        ...
+
+
+def crm_client(
+    outbound: Outbound, config: Config, name: str, *, mode: Literal["request", "job"]
+) -> CrmContacts:
+    """The contacts client of CRM connection ``name`` (:class:`NotACrm` otherwise).
+
+    ``mode="request"`` bounds retry waits for an API caller (then 503 + Retry-After);
+    ``mode="job"`` lets long waits become ``RetryLater``."""
+    conn = config.connection(name)
+    if isinstance(conn, HubSpotConnection):
+        from switchboard.connectors.hubspot.contacts import HubSpotContacts
+
+        return HubSpotContacts(outbound.client(name), conn, mode=mode)
+    if isinstance(conn, MappedCrmConnection):
+        from switchboard.connectors.mapped_crm.client import MappedCrmContacts
+
+        return MappedCrmContacts(outbound.client(name), conn, mode=mode)
+    raise NotACrm(f"No CRM connection named {name!r}")
+
+
+def json_body(response: httpx.Response, connection: str) -> Any:
+    """The decoded JSON body of a successful answer; :class:`MalformedResponse` otherwise."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedResponse(
+            f"{connection}: the CRM answered {response.status_code} with a body that is not JSON",
+            connection=connection,
+            provider_status=response.status_code,
+            body=response.text[:500],
+        ) from None
+
+
+def malformed(connection: str, what: str, body: Any = None) -> MalformedResponse:
+    return MalformedResponse(f"{connection}: {what}", connection=connection, body=body)

@@ -1,0 +1,210 @@
+"""A thin typed client for HubSpot's CRM v3 contacts API: one keyword-only method per endpoint,
+answers as HubSpot's JSON (map them with :mod:`switchboard.connectors.hubspot.mapping`).
+
+Every call goes through the connection's outbound client (timeouts, retries honouring
+Retry-After, the rate budget learnt from ``X-HubSpot-RateLimit-*``, the breaker). Search has its
+own 5 requests/s budget (:data:`SEARCH_BUCKET`), as HubSpot limits it separately and sends no
+rate-limit headers on it. HubSpot's refusals arrive as the CRM errors of
+:mod:`switchboard.connectors.crm` (409 → ``DuplicateContact``, 404 → ``ContactNotFound``,
+400 → ``InvalidContact``); everything else as the outbound layer's errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from switchboard.connectors.crm import (
+    ContactNotFound,
+    DuplicateContact,
+    InvalidContact,
+    json_body,
+    malformed,
+)
+from switchboard.connectors.hubspot.mapping import existing_id
+from switchboard.http import Bucket, ConnectionClient, Mode, ProviderRejected
+
+CONTACTS = "/crm/v3/objects/contacts"
+SEARCH_BUCKET = Bucket("search", "5/1s")
+LIST_LIMIT = 100
+SEARCH_LIMIT = 200
+SEARCH_MAX_RESULTS = 10_000
+"""HubSpot answers 400 to a search whose ``after + limit`` passes this."""
+
+
+class HubSpotClient:
+    def __init__(self, http: ConnectionClient, *, mode: Mode) -> None:
+        self.http = http
+        self.mode = mode
+        self.connection = http.name
+
+    async def list_page(
+        self,
+        *,
+        properties: Sequence[str],
+        after: str | None = None,
+        limit: int = LIST_LIMIT,
+        archived: bool = False,
+    ) -> dict[str, Any]:
+        """``GET /crm/v3/objects/contacts``: ``{"results": [...], "paging"?: {"next": {"after"}}}``
+        (``paging`` absent on the last page; with ``archived`` only archived contacts)."""
+        params: dict[str, Any] = {
+            "limit": limit,
+            "properties": ",".join(properties),
+            "archived": "true" if archived else "false",
+        }
+        if after:
+            params["after"] = after
+        with self._errors():
+            response = await self.http.request("GET", CONTACTS, params=params, mode=self.mode)
+        return self._page(json_body(response, self.connection))
+
+    async def get(
+        self, *, contact_id: str, properties: Sequence[str], archived: bool = False
+    ) -> dict[str, Any] | None:
+        """``GET /crm/v3/objects/contacts/{id}``; ``None`` on 404."""
+        params = {"properties": ",".join(properties), "archived": "true" if archived else "false"}
+        return await self._get_one(f"{CONTACTS}/{quote(contact_id, safe='')}", params)
+
+    async def get_by_email(self, *, email: str, properties: Sequence[str]) -> dict[str, Any] | None:
+        """``GET /crm/v3/objects/contacts/{email}?idProperty=email`` (the email percent-encoded
+        in the path); ``None`` on 404."""
+        params = {"properties": ",".join(properties), "idProperty": "email"}
+        path = f"{CONTACTS}/{quote(email.strip().lower(), safe='')}"
+        return await self._get_one(path, params)
+
+    async def create(self, *, properties: dict[str, str]) -> dict[str, Any]:
+        """``POST /crm/v3/objects/contacts`` → 201 the contact (409 → ``DuplicateContact``)."""
+        with self._errors():
+            response = await self.http.request(
+                "POST",
+                CONTACTS,
+                json={"properties": properties, "associations": []},
+                mode=self.mode,
+            )
+        return self._object(json_body(response, self.connection))
+
+    async def update(self, *, contact_id: str, properties: dict[str, str]) -> dict[str, Any]:
+        """``PATCH /crm/v3/objects/contacts/{id}`` → the written properties (404 →
+        ``ContactNotFound``)."""
+        with self._errors():
+            response = await self.http.request(
+                "PATCH",
+                f"{CONTACTS}/{quote(contact_id, safe='')}",
+                json={"properties": properties},
+                # Setting the same values twice has no further effect: safe to repeat.
+                idempotent=True,
+                mode=self.mode,
+            )
+        return self._object(json_body(response, self.connection))
+
+    async def archive(self, *, contact_id: str) -> None:
+        """``DELETE /crm/v3/objects/contacts/{id}`` → 204 (HubSpot answers 204 for unknown ids
+        too)."""
+        with self._errors():
+            await self.http.request(
+                "DELETE", f"{CONTACTS}/{quote(contact_id, safe='')}", accept={404}, mode=self.mode
+            )
+
+    async def batch_read(
+        self, *, ids: Sequence[str], properties: Sequence[str], archived: bool = False
+    ) -> list[dict[str, Any]]:
+        """``POST .../batch/read`` (≤100 ids): the contacts found (missing ids are skipped)."""
+        if len(ids) > 100:
+            raise ValueError("HubSpot reads at most 100 contacts per batch")
+        with self._errors():
+            response = await self.http.request(
+                "POST",
+                f"{CONTACTS}/batch/read",
+                json={
+                    "inputs": [{"id": i} for i in ids],
+                    "properties": list(properties),
+                    "archived": archived,
+                },
+                idempotent=True,  # a read
+                mode=self.mode,
+            )
+        return self._page(json_body(response, self.connection))["results"]  # type: ignore[no-any-return]
+
+    async def search_page(
+        self,
+        *,
+        filters: Sequence[dict[str, Any]],
+        properties: Sequence[str],
+        sorts: Sequence[dict[str, Any]] = (
+            {"propertyName": "hs_object_id", "direction": "ASCENDING"},
+        ),
+        after: int = 0,
+        limit: int = SEARCH_LIMIT,
+    ) -> dict[str, Any]:
+        """``POST .../search`` with one filter group (the filters ANDed): ``{"total", "results",
+        "paging"?}``. ``after`` is an offset; ``after + limit`` may not pass 10,000."""
+        body = {
+            "filterGroups": [{"filters": list(filters)}],
+            "sorts": list(sorts),
+            "properties": list(properties),
+            "limit": limit,
+            "after": str(after),
+        }
+        with self._errors():
+            response = await self.http.request(
+                "POST",
+                f"{CONTACTS}/search",
+                json=body,
+                bucket=SEARCH_BUCKET,
+                idempotent=True,  # a read
+                mode=self.mode,
+            )
+        return self._page(json_body(response, self.connection))
+
+    # helpers
+
+    async def _get_one(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        with self._errors():
+            response = await self.http.request(
+                "GET", path, params=params, accept={404}, mode=self.mode
+            )
+        if response.status_code == 404:
+            return None
+        return self._object(json_body(response, self.connection))
+
+    def _object(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or "id" not in body:
+            raise malformed(self.connection, "expected a contact object", body)
+        return body
+
+    def _page(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise malformed(self.connection, "expected an object with a results list", body)
+        return body
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """HubSpot's refusals as the CRM errors callers act on."""
+        try:
+            yield
+        except ProviderRejected as exc:
+            context = {
+                "connection": self.connection,
+                "provider_status": exc.provider_status,
+                "provider_message": exc.provider_message,
+                "body": exc.provider_body,
+            }
+            detail = exc.provider_message or exc.message
+            if exc.provider_status == 409:
+                raise DuplicateContact(
+                    f"A contact with this email already exists in {self.connection}",
+                    existing_id=existing_id(exc.provider_message),
+                    **context,
+                ) from None
+            if exc.provider_status == 404:
+                raise ContactNotFound(
+                    f"Contact not found in {self.connection}", **context
+                ) from None
+            if exc.provider_status == 400:
+                raise InvalidContact(
+                    f"{self.connection} rejected the contact: {detail}", **context
+                ) from None
+            raise

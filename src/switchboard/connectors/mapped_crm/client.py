@@ -1,0 +1,189 @@
+"""A declarative REST CRM: everything provider-specific is configuration.
+
+The REST shape it speaks (the common one, and the only one supported today):
+
+* ``GET {paths.list}?page=&per_page=`` (pages from 1) → ``{"data": [records], "next_page": n |
+  null}`` (a bare list is one last page);
+* ``GET {paths.item}`` → the record | 404; ``POST {paths.create}`` → 201 the record;
+  ``PUT {paths.item}`` merges the given fields → the record | 404; ``DELETE {paths.item}`` → 204
+  | 404. ``{id}`` in ``paths.item`` is replaced by the record's ``id_field`` value.
+* Records are flat objects in the CRM's field names; ``fields`` maps ours to theirs.
+
+Each endpoint class has its own rate budget (``Bucket``) sized by the connection's
+``rate_limit``, because CRMs of this kind (ACME) count requests per client *and endpoint*.
+There is no lookup by email in this shape: :meth:`MappedCrmContacts.find_by_email` scans the
+list (one request per ``per_page`` records) — fine for the small CRMs this kind is for; the hub's
+own store is the fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from switchboard.config import MappedCrmConnection
+from switchboard.connectors.crm import (
+    ContactNotFound,
+    CrmContact,
+    DuplicateContact,
+    Fields,
+    InvalidContact,
+    json_body,
+    malformed,
+)
+from switchboard.connectors.mapped_crm.mapping import FieldMap
+from switchboard.http import Bucket, ConnectionClient, Mode, ProviderRejected
+
+PER_PAGE = 100
+
+_LIST, _GET, _CREATE, _UPDATE, _DELETE = (
+    Bucket("list"),
+    Bucket("get"),
+    Bucket("create"),
+    Bucket("update"),
+    Bucket("delete"),
+)
+
+
+class MappedCrmClient:
+    """The raw endpoints, records in the CRM's own field names."""
+
+    def __init__(self, http: ConnectionClient, conn: MappedCrmConnection, *, mode: Mode) -> None:
+        self.http = http
+        self.paths = conn.paths
+        self.mode = mode
+        self.connection = http.name
+
+    async def list_page(
+        self, *, page: int, per_page: int = PER_PAGE
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of records and the next page number (``None`` after the last)."""
+        with self._errors():
+            response = await self.http.request(
+                "GET",
+                self.paths.list,
+                params={"page": page, "per_page": per_page},
+                bucket=_LIST,
+                mode=self.mode,
+            )
+        body = json_body(response, self.connection)
+        if isinstance(body, list):
+            return self._records(body), None
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise malformed(self.connection, "expected {data: [...], next_page}", body)
+        next_page = body.get("next_page")
+        if next_page is not None and not (isinstance(next_page, int) and next_page > page):
+            raise malformed(self.connection, f"next_page {next_page!r} after page {page}", body)
+        return self._records(body["data"]), next_page
+
+    async def get(self, *, record_id: str) -> dict[str, Any] | None:
+        with self._errors():
+            response = await self.http.request(
+                "GET", self._item(record_id), accept={404}, bucket=_GET, mode=self.mode
+            )
+        if response.status_code == 404:
+            return None
+        return self._record(json_body(response, self.connection))
+
+    async def create(self, *, record: dict[str, Any]) -> dict[str, Any]:
+        with self._errors():
+            response = await self.http.request(
+                "POST", self.paths.create, json=record, bucket=_CREATE, mode=self.mode
+            )
+        return self._record(json_body(response, self.connection))
+
+    async def update(self, *, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """``PUT`` (merge) the given fields; 404 → ``ContactNotFound``."""
+        with self._errors():
+            response = await self.http.request(
+                "PUT", self._item(record_id), json=record, bucket=_UPDATE, mode=self.mode
+            )
+        return self._record(json_body(response, self.connection))
+
+    async def delete(self, *, record_id: str) -> bool:
+        """``DELETE``; ``False`` when the CRM did not know the record."""
+        with self._errors():
+            response = await self.http.request(
+                "DELETE", self._item(record_id), accept={404}, bucket=_DELETE, mode=self.mode
+            )
+        return response.status_code != 404
+
+    def _item(self, record_id: str) -> str:
+        return self.paths.item.replace("{id}", quote(record_id, safe=""))
+
+    def _record(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise malformed(self.connection, "expected a record object", body)
+        return body
+
+    def _records(self, items: list[Any]) -> list[dict[str, Any]]:
+        return [self._record(item) for item in items]
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except ProviderRejected as exc:
+            context = {
+                "connection": self.connection,
+                "provider_status": exc.provider_status,
+                "provider_message": exc.provider_message,
+                "body": exc.provider_body,
+            }
+            detail = exc.provider_message or exc.message
+            if exc.provider_status == 409:
+                raise DuplicateContact(
+                    f"A contact with this email already exists in {self.connection}",
+                    existing_id=None,
+                    **context,
+                ) from None
+            if exc.provider_status == 404:
+                raise ContactNotFound(
+                    f"Contact not found in {self.connection}", **context
+                ) from None
+            if exc.provider_status in (400, 422):
+                raise InvalidContact(
+                    f"{self.connection} rejected the contact: {detail}", **context
+                ) from None
+            raise
+
+
+class MappedCrmContacts:
+    """:class:`~switchboard.connectors.crm.CrmContacts` over :class:`MappedCrmClient`."""
+
+    def __init__(self, http: ConnectionClient, conn: MappedCrmConnection, *, mode: Mode) -> None:
+        self.client = MappedCrmClient(http, conn, mode=mode)
+        self.connection = http.name
+        self.map = FieldMap(http.name, dict(conn.fields), conn.id_field)
+
+    async def get(self, external_id: str) -> CrmContact | None:
+        record = await self.client.get(record_id=external_id)
+        return None if record is None else self.map.from_vendor(record)
+
+    async def find_by_email(self, email: str) -> CrmContact | None:
+        """Scans the list (this REST shape has no lookup by email)."""
+        vendor_email = self.map.ours_to_theirs.get("email")
+        if vendor_email is None:
+            return None
+        wanted = email.strip().lower()
+        page: int | None = 1
+        while page is not None:
+            records, page = await self.client.list_page(page=page)
+            for record in records:
+                value = record.get(vendor_email)
+                if isinstance(value, str) and value.strip().lower() == wanted:
+                    return self.map.from_vendor(record)
+        return None
+
+    async def create(self, fields: Fields) -> CrmContact:
+        record = await self.client.create(record=self.map.to_vendor(fields))
+        return self.map.from_vendor(record)
+
+    async def update(self, external_id: str, fields: Fields) -> CrmContact:
+        record = await self.client.update(record_id=external_id, record=self.map.to_vendor(fields))
+        return self.map.from_vendor(record)
+
+    async def archive(self, external_id: str) -> None:
+        await self.client.delete(record_id=external_id)
