@@ -287,6 +287,10 @@ class ContactsSection(_Strict):
 class UsersSection(_Strict):
     crm_connection: str | None = None
     create_missing: bool = True
+    retry_for: Duration = Field(
+        timedelta(hours=24),
+        description="How long a user's CRM update is retried (429, 5xx, network) before dead.",
+    )
 
 
 class ReportsSection(_Strict):

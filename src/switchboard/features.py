@@ -18,6 +18,7 @@ from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.reports import tasks as task_reports
 from switchboard.tasks import service as tasks_service
 from switchboard.tasks import webhooks as _todo_receiver  # noqa: F401 - registers the receiver
+from switchboard.users import tasks as _users_tasks  # noqa: F401 - registers the handler
 
 ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
@@ -30,10 +31,11 @@ def routers() -> list[APIRouter]:
     from switchboard.syncs import registry as syncs_registry
     from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
+    from switchboard.users.endpoints import router as users
     from switchboard.webhooks.endpoints import router as webhooks
 
     syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
-    return [connections, jobs, webhooks, tasks, reports, events, syncs]
+    return [connections, jobs, webhooks, tasks, reports, events, syncs, users]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:

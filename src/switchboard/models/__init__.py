@@ -2,27 +2,35 @@
 
 from switchboard.models.base import Base
 from switchboard.models.credential import Credential
+from switchboard.models.event_plan import EventPlan
+from switchboard.models.feed_state import FeedState
 from switchboard.models.job import Job
 from switchboard.models.rate_bucket import RateBucket
 from switchboard.models.report_cursor import ReportCursor
 from switchboard.models.schedule import Schedule
+from switchboard.models.store_version import StoreVersion
+from switchboard.models.sync_run import SyncRun
 from switchboard.models.task import Task
+from switchboard.models.user import User
 from switchboard.models.webhook_delivery import WebhookDelivery
 
 __all__ = [
     "Base",
     "Credential",
+    "EventPlan",
+    "FeedState",
     "Job",
     "RateBucket",
     "ReportCursor",
     "Schedule",
+    "StoreVersion",
+    "SyncRun",
     "Task",
+    "User",
     "WebhookDelivery",
 ]
 
-from switchboard.models.event_plan import EventPlan
-from switchboard.models.feed_state import FeedState
-from switchboard.models.store_version import StoreVersion
-from switchboard.models.sync_run import SyncRun
+from switchboard.models.contact import Contact
+from switchboard.models.contact_cursor import ContactCursor
 
-__all__ += ["EventPlan", "FeedState", "StoreVersion", "SyncRun"]
+__all__ += ["Contact", "ContactCursor"]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.batching import BatchWriter
+from switchboard.deps import Authenticated, DbSession, get_db
+from switchboard.errors import NotFound
+from switchboard.models import User
+from switchboard.openapi import ERRORS
+from switchboard.users import service
+from switchboard.users.schemas import SyncState, UserOut, UserPage, UserPatch
+
+router = APIRouter(prefix="/users", tags=["users"], dependencies=Authenticated)
+UserId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+def _writer(request: Request) -> BatchWriter[service.Change, User]:
+    """Concurrent PATCHes share one transaction (group commit, ``switchboard.batching``)."""
+    writer: BatchWriter[service.Change, User] | None = getattr(
+        request.app.state, "users_writer", None
+    )
+    if writer is None:
+        users = request.app.state.config.hub.users
+
+        async def apply(session: AsyncSession, changes: list[service.Change]) -> list[User]:
+            return await service.apply_changes(
+                session,
+                changes,
+                crm_connection=users.crm_connection,
+                retry_for=users.retry_for,
+            )
+
+        writer = BatchWriter(get_db(request), apply)
+        request.app.state.users_writer = writer
+    return writer
+
+
+@router.patch("/{user_id}", response_model=UserOut, responses=ERRORS(401, 422))
+async def patch_user(user_id: UserId, body: UserPatch, request: Request) -> UserOut:
+    """Save the user now (200 at once); its CRM contact follows in the background, durably."""
+    values = body.model_dump(include={"email"} | body.model_fields_set)
+    user = await _writer(request).submit(service.Change(user_id, values))
+    return service.to_out(user)
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=ERRORS(401, 404))
+async def get_user(user_id: UserId, session: DbSession) -> UserOut:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user {user_id!r}")
+    return service.to_out(user)
+
+
+@router.get("", response_model=UserPage, responses=ERRORS(401, 422))
+async def list_users(
+    session: DbSession,
+    sync_state: SyncState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> UserPage:
+    """Users by id; `sync_state=failed` (or `dead`) lists the ones whose CRM update failed."""
+    users = await service.list_users(session, sync_state=sync_state, limit=limit, after=cursor)
+    return UserPage(
+        items=[service.to_out(u) for u in users],
+        next_cursor=users[-1].id if len(users) == limit else None,
+    )
