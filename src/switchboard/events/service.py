@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.config import XmlFeedConnection
 from switchboard.connectors.xml_feed import FeedClient, FeedPlan, NotAFeed, ParsedFeed, parse_feed
 from switchboard.db import insert, utcnow
-from switchboard.errors import TerminalError
+from switchboard.errors import AppError, TerminalError
 from switchboard.events import metrics
 from switchboard.events.index import invalidate
 from switchboard.events.versions import bump_version
+from switchboard.jobs import RetryLater
 from switchboard.models import EventPlan, FeedState
 from switchboard.syncs import SyncContext, SyncResult
 
@@ -210,7 +211,7 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
             last_modified=state.last_modified if use_validators and state else None,
             mode="job" if ctx.in_job else "request",
         )
-    except Exception:
+    except (AppError, RetryLater):
         metrics.INGESTS.labels(name, "provider_error").inc()
         raise
     now = utcnow()
