@@ -36,7 +36,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:  # async: no thread pool hop
     """Accept ``X-API-Key: k`` or ``Authorization: Bearer k`` for any configured key.
 
     Every key is compared (in constant time) so the time taken does not reveal which one matched
@@ -61,6 +61,11 @@ def require_api_key(request: Request) -> None:
         raise Unauthorized()
 
 
+async def _config(request: Request) -> Config:
+    # Async on purpose: FastAPI runs plain-function dependencies in a thread pool.
+    return get_config(request)
+
+
 DbSession = Annotated[AsyncSession, Depends(get_session)]
-CurrentConfig = Annotated[Config, Depends(get_config)]
+CurrentConfig = Annotated[Config, Depends(_config)]
 Authenticated = [Depends(require_api_key)]
