@@ -28,6 +28,7 @@ async def test_lists_connections_without_secrets(client: httpx.AsyncClient) -> N
     ]
     assert "pat-1234567" not in r.text
     one = (await client.get("/connections/hubspot")).json()
+    one.pop("sync")  # the sync status has its own test
     assert one == {
         "name": "hubspot",
         "kind": "hubspot",
@@ -46,3 +47,8 @@ async def test_unknown_connection_is_404(client: httpx.AsyncClient) -> None:
     r = await client.get("/connections/nope")
     assert r.status_code == 404
     assert r.json() == {"detail": "No connection named 'nope'"}
+
+
+async def test_a_feed_shows_its_sync_status(client: httpx.AsyncClient) -> None:
+    sync = (await client.get("/connections/events")).json()["sync"]
+    assert sync["last_run"] is None and sync["plans_stored"] == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -50,6 +51,11 @@ class ConnectionOut(BaseModel):
     auth: str | None = Field(None, description="Credential type (token, oauth2, nango, …).")
     outbound: OutboundOut | None = Field(
         None, description="Breaker, rate budget and credential state (connections that call out)."
+    )
+    sync: dict[str, Any] | None = Field(
+        None,
+        description="Connections that sync: last run, last success, failures since, and the "
+        "store's counts (e.g. plans stored and skipped for a feed).",
     )
 
     @classmethod
