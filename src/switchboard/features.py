@@ -10,6 +10,8 @@ from fastapi import APIRouter
 
 from switchboard import metrics
 from switchboard.config import Config
+from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - syncers, refresh job
+from switchboard.contacts import webhooks as _crm_receivers  # noqa: F401 - CRM webhooks
 from switchboard.db import Database
 from switchboard.jobs import queue
 from switchboard.jobs.registry import registry
@@ -25,6 +27,7 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
 def routers() -> list[APIRouter]:
     from switchboard.connections.endpoints import router as connections
+    from switchboard.contacts.endpoints import router as contacts
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
@@ -35,7 +38,7 @@ def routers() -> list[APIRouter]:
     from switchboard.webhooks.endpoints import router as webhooks
 
     syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
-    return [connections, jobs, webhooks, tasks, reports, events, syncs, users]
+    return [connections, jobs, webhooks, tasks, reports, events, syncs, users, contacts]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:

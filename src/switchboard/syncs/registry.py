@@ -15,7 +15,7 @@ from switchboard.db import Database
 from switchboard.http import Outbound
 
 # Modules whose import registers a syncer (a feature adds its own line here).
-SYNC_MODULES = ("switchboard.events.tasks",)
+SYNC_MODULES = ("switchboard.events.tasks", "switchboard.contacts.tasks")
 
 JOB_KIND = "syncs.run"
 """The job that runs one sync: payload ``{"connection": name, "full": bool}``."""

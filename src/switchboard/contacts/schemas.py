@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from switchboard.models import Contact
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+class ContactOut(BaseModel):
+    id: str = Field(description="The hub's stable id of the contact.")
+    connection: str
+    externalId: str = Field(description="The contact's id in its CRM.")
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    name: str | None = Field(description="First and last name, trimmed.")
+    phone: str | None
+    company: str | None
+    createdAt: datetime | None
+    updatedAt: datetime | None = Field(description="The CRM's last modification.")
+    deletedAt: datetime | None = Field(description="Set when the contact was deleted.")
+    raw: dict[str, Any] | None = Field(
+        None, description="The CRM's record as received (only with `raw=true`)."
+    )
+
+    @classmethod
+    def of(cls, contact: Contact, *, raw: bool = False) -> ContactOut:
+        return cls(
+            id=contact.id,
+            connection=contact.connection,
+            externalId=contact.external_id,
+            email=contact.email,
+            firstName=contact.first_name,
+            lastName=contact.last_name,
+            name=contact.name,
+            phone=contact.phone,
+            company=contact.company,
+            createdAt=contact.created_at,
+            updatedAt=contact.updated_at,
+            deletedAt=contact.deleted_at,
+            raw=contact.raw if raw else None,
+        )
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class _Input(BaseModel):
+    # An unknown field is a 422 naming it, never dropped or written under a wrong name.
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("email", mode="after", check_fields=False)
+    @classmethod
+    def _valid_email(cls, value: str | None) -> str | None:
+        return _email(value)
+
+
+class ContactCreate(_Input):
+    email: str = Field(max_length=320)
+    firstName: str | None = Field(None, max_length=200)
+    lastName: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=100)
+    company: str | None = Field(None, max_length=200)
+    connection: str | None = Field(
+        None, description="The CRM to create it in (default: `[contacts] default_connection`)."
+    )
+
+
+class ContactReplace(_Input):
+    """``PUT``: every field; an omitted optional field is cleared."""
+
+    email: str = Field(max_length=320)
+    firstName: str | None = Field(None, max_length=200)
+    lastName: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=100)
+    company: str | None = Field(None, max_length=200)
+
+
+class ContactPatch(_Input):
+    """``PATCH``: only the given fields; ``null`` clears one (not ``email``)."""
+
+    email: str | None = Field(None, max_length=320)
+    firstName: str | None = Field(None, max_length=200)
+    lastName: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=100)
+    company: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _email_not_cleared(self) -> ContactPatch:
+        if "email" in self.model_fields_set and self.email is None:
+            raise ValueError("email cannot be cleared")
+        return self

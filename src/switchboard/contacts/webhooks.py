@@ -1,0 +1,165 @@
+"""``POST /webhooks/{connection}`` for CRM connections: HubSpot (signature v3) and mapped CRMs
+(``X-Acme-Signature: sha256=<hex>``).
+
+A delivery is verified on the raw bytes, each event is logged raw in the delivery log (deduped
+on the event's identity, so redeliveries and duplicates have no second effect) and a
+``contacts.refresh`` job is enqueued per contact in the same transaction, in ``occurredAt``
+order; the answer (200) follows that one commit. The jobs re-read the contacts from the CRM.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from pydantic import SecretStr
+
+from switchboard.config import Config, Connection, HubSpotConnection, MappedCrmConnection
+from switchboard.contacts.tasks import EVENT_JOB, event_job_key
+from switchboard.db import Database, lock_keys
+from switchboard.errors import BadRequest, Unauthorized
+from switchboard.jobs import enqueue
+from switchboard.webhooks import receiver
+from switchboard.webhooks import service as deliveries
+
+MAX_AGE_MS = 5 * 60 * 1000
+"""HubSpot: reject a request whose timestamp is older than 5 minutes (replays)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str
+    external_id: str
+    occurred_at: int | None
+    raw: Any
+
+
+async def _reject(db: Database, name: str, body: bytes, detail: str) -> Unauthorized:
+    await deliveries.record_rejected(
+        db, connection=name, body=body, outcome="bad_signature", response=detail
+    )
+    return Unauthorized(detail)
+
+
+def hubspot_v3_valid(
+    secret: SecretStr, method: str, uri: str, body: bytes, timestamp: str, signature: str
+) -> bool:
+    message = method.encode() + uri.encode() + body + timestamp.encode()
+    digest = hmac.new(secret.get_secret_value().encode(), message, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest).decode(), signature.strip())
+
+
+def hubspot_events(body: bytes) -> list[Event]:
+    """HubSpot's event array; each event keyed on subscriptionId + eventId + objectId +
+    occurredAt (``eventId`` alone is not unique, HUBSPOT.md)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("Body must be a JSON array of events") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise BadRequest("Body must be a JSON array of events")
+    events = []
+    for item in data:
+        if not isinstance(item, dict) or item.get("objectId") is None:
+            raise BadRequest("Every event needs an objectId")
+        kind = item.get("subscriptionType") or item.get("eventType") or ""
+        occurred = item.get("occurredAt")
+        if not isinstance(occurred, int):
+            raise BadRequest("Every event needs occurredAt (epoch ms)")
+        key = ":".join(
+            str(item.get(k)) for k in ("subscriptionId", "eventId", "objectId", "occurredAt")
+        )
+        events.append(Event(f"event:{kind}:{key}", str(item["objectId"]), occurred, item))
+    return events
+
+
+async def apply(db: Database, name: str, events: list[Event]) -> None:
+    """Log new events and enqueue their refresh jobs, in one transaction."""
+    async with db.session() as session:
+        keys = {e.key for e in events}
+        # Concurrent redeliveries of one event are serialised (PostgreSQL; SQLite has one writer).
+        await lock_keys(session, (f"webhook:{name}:{k}" for k in keys))
+        applied = await deliveries.applied_keys(session, {(name, k) for k in keys})
+        rows = []
+        fresh: list[Event] = []
+        for event in events:
+            new = (name, event.key) not in applied
+            applied.add((name, event.key))
+            rows.append(
+                deliveries.delivery_row(
+                    connection=name,
+                    body=json.dumps(event.raw, separators=(",", ":")).encode(),
+                    status_code=200,
+                    outcome="accepted" if new else "duplicate",
+                    dedupe_key=event.key if new else None,
+                )
+            )
+            if new:
+                fresh.append(event)
+        await deliveries.record(session, rows)
+        # occurredAt order per contact: jobs of one key run in enqueue order.
+        for event in sorted(fresh, key=lambda e: e.occurred_at or 0):
+            await enqueue(
+                session,
+                EVENT_JOB,
+                {
+                    "connection": name,
+                    "external_id": event.external_id,
+                    "occurred_at": event.occurred_at,
+                },
+                key=event_job_key(name, event.external_id),
+                coalesce=True,
+            )
+
+
+@receiver("hubspot")
+async def receive_hubspot(
+    request: Request, name: str, conn: Connection, db: Database, config: Config
+) -> Response:
+    assert isinstance(conn, HubSpotConnection)
+    body = await request.body()
+    if conn.webhook_secret is not None:
+        signature = request.headers.get("x-hubspot-signature-v3")
+        timestamp = request.headers.get("x-hubspot-request-timestamp", "")
+        if not signature or not timestamp.isdigit():
+            raise await _reject(db, name, body, "Missing X-HubSpot-Signature-v3 or timestamp")
+        if abs(time.time() * 1000 - int(timestamp)) > MAX_AGE_MS:
+            raise await _reject(db, name, body, "Stale X-HubSpot-Request-Timestamp")
+        # The signed URI is the URL as HubSpot called it: scheme, host, path and query.
+        uri = str(request.url)
+        if not hubspot_v3_valid(conn.webhook_secret, "POST", uri, body, timestamp, signature):
+            raise await _reject(db, name, body, "Invalid X-HubSpot-Signature-v3")
+    await apply(db, name, hubspot_events(body))
+    return Response(status_code=200)
+
+
+@receiver("mapped_crm")
+async def receive_mapped(
+    request: Request, name: str, conn: Connection, db: Database, config: Config
+) -> Response:
+    assert isinstance(conn, MappedCrmConnection)
+    body = await request.body()
+    if conn.webhook_secret is not None:
+        presented = request.headers.get("x-acme-signature", "")
+        digest = hmac.new(conn.webhook_secret.get_secret_value().encode(), body, hashlib.sha256)
+        if not hmac.compare_digest(presented.strip(), "sha256=" + digest.hexdigest()):
+            raise await _reject(db, name, body, "Invalid X-Acme-Signature")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("Body must be a JSON object") from None
+    payload = data.get("payload") if isinstance(data, dict) else None
+    record_id = payload.get(conn.id_field) if isinstance(payload, dict) else None
+    if not isinstance(data, dict) or not data.get("id") or record_id in (None, ""):
+        raise BadRequest(f"Expected {{event, id, payload: {{{conn.id_field}, ...}}}}")
+    event = Event(f"event:{data['id']}", str(record_id), None, data)
+    await apply(db, name, [event])
+    return Response(status_code=200)
