@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -48,3 +55,66 @@ def append(title: str, command: str, header: list[str], rows: list[list[str]]) -
     with RESULTS.open("a") as f:
         f.write(text)
     return text
+
+
+SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    tmp: Path, toml: str, *, access_log: bool = True, args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`switchboard serve` on SQLite in ``tmp`` with the given connections file."""
+    (tmp / "switchboard.toml").write_text(toml)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(
+        {
+            "SWITCHBOARD_LOG_FORMAT": "json",
+            "SWITCHBOARD_ACCESS_LOG": "true" if access_log else "false",
+        }
+    )
+    proc = subprocess.Popen(
+        [SWITCHBOARD, "serve", "--port", str(port), *args],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def wrk(base: str, seconds: int, script: str, tmp: Path, connections: int = 32) -> dict[str, str]:
+    """Run wrk with a Lua script; returns requests/s, p50, p99 and the non-2xx count."""
+    path = tmp / "bench.lua"
+    path.write_text(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(path), base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps.group(1) if rps else "?",
+        "p50": p50.group(1) if p50 else "?",
+        "p99": p99.group(1) if p99 else "?",
+        "non2xx": non2xx.group(1) if non2xx else "0",
+    }

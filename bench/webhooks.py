@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +27,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
-from bench.common import append, percentile
+from bench.common import append, percentile, start_server, wrk
 from switchboard.db import Database, utcnow
 from switchboard.models import Task
 from switchboard.reports.tasks import write_window
@@ -50,40 +46,6 @@ request = function()
   return wrk.format("POST", "/webhooks/todo", {["Content-Type"] = "application/json"}, body)
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(tmp: Path, access_log: bool) -> tuple[subprocess.Popen[bytes], str]:
-    (tmp / "switchboard.toml").write_text('[connections.todo]\nkind = "todo_webhooks"\n')
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(
-        {
-            "SWITCHBOARD_LOG_FORMAT": "json",
-            "SWITCHBOARD_ACCESS_LOG": "true" if access_log else "false",
-        }
-    )
-    proc = subprocess.Popen(
-        [SWITCHBOARD, "serve", "--port", str(port), "--no-runtime"],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 async def sender_load(
@@ -114,27 +76,6 @@ async def sender_load(
         elapsed = time.perf_counter() - started
     accepted = sum(n for status, n in statuses.items() if 200 <= status < 300)
     return accepted / elapsed, latencies, dict(statuses)
-
-
-def wrk(base: str, seconds: int, tmp: Path) -> dict[str, str]:
-    script = tmp / "todo.lua"
-    script.write_text(WRK_SCRIPT)
-    out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), base],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps.group(1) if rps else "?",
-        "p50": p50.group(1) if p50 else "?",
-        "p99": p99.group(1) if p99 else "?",
-        "non2xx": non2xx.group(1) if non2xx else "0",
-    }
 
 
 async def report_generation(tmp: Path, users: int, per_user: int) -> tuple[float, int]:
@@ -181,7 +122,12 @@ async def main() -> None:
     rows: list[list[str]] = []
     for access_log in (True, False):
         tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-        proc, base = start_server(tmp, access_log)
+        proc, base = start_server(
+            tmp,
+            '[connections.todo]\nkind = "todo_webhooks"\n',
+            access_log=access_log,
+            args=("--no-runtime",),
+        )
         try:
             rate, lat, statuses = await sender_load(base, args.events, args.streams)
             label = "on" if access_log else "off"
@@ -196,7 +142,7 @@ async def main() -> None:
             )
             print(rows[-1], flush=True)
             if shutil.which("wrk"):
-                w = wrk(base, args.wrk_seconds, tmp)
+                w = wrk(base, args.wrk_seconds, WRK_SCRIPT, tmp)
                 rows.append(
                     [
                         f"wrk -t2 -c32 unique creates, access log {label}",

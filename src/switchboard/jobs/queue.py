@@ -43,6 +43,54 @@ def _pending_key(kind: str, key: str) -> str:
     return f"{kind}\x1f{key}"
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """One job for :func:`enqueue_many` (the parameters of :func:`enqueue`)."""
+
+    kind: str
+    payload: dict[str, Any]
+    key: str | None = None
+    coalesce: bool = False
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    deadline: datetime | None = None
+
+
+def _row(job: NewJob, now: datetime) -> dict[str, Any]:
+    if job.coalesce and job.key is None:
+        raise ValueError("coalesce=True needs a key")
+    return {
+        "kind": job.kind,
+        "key": job.key,
+        "payload": job.payload,
+        "state": "pending",
+        "coalescing": job.coalesce,
+        "pending_key": _pending_key(job.kind, job.key) if job.coalesce and job.key else None,
+        "attempts": 0,
+        "deferrals": 0,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at or now,
+        "deadline": job.deadline,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+    stmt = insert(session, Job).values(rows)
+    # Coalescing: the pending job of the key takes the newest payload and deadline, and keeps
+    # its place and retry time (pending_key is NULL for other jobs, which never conflict).
+    return stmt.on_conflict_do_update(
+        index_elements=["pending_key"],
+        set_={
+            "payload": stmt.excluded.payload,
+            "deadline": stmt.excluded.deadline,
+            "max_attempts": stmt.excluded.max_attempts,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
 async def enqueue(
     session: AsyncSession,
     kind: str,
@@ -62,38 +110,27 @@ async def enqueue(
     new one runs after it. ``max_attempts=None`` means the worker's default
     (``SWITCHBOARD_JOB_MAX_ATTEMPTS``), or, with a ``deadline``, retry until the deadline.
     """
-    if coalesce and key is None:
-        raise ValueError("coalesce=True needs a key")
-    now = utcnow()
-    values = {
-        "kind": kind,
-        "key": key,
-        "payload": payload,
-        "state": "pending",
-        "coalescing": coalesce,
-        "pending_key": _pending_key(kind, key) if coalesce and key is not None else None,
-        "attempts": 0,
-        "deferrals": 0,
-        "max_attempts": max_attempts,
-        "run_at": run_at or now,
-        "deadline": deadline,
-        "created_at": now,
-        "updated_at": now,
-    }
-    stmt = insert(session, Job).values(**values)
-    if coalesce:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["pending_key"],
-            set_={
-                "payload": stmt.excluded.payload,
-                "deadline": stmt.excluded.deadline,
-                "max_attempts": stmt.excluded.max_attempts,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
+    job = NewJob(kind, payload, key, coalesce, run_at, max_attempts, deadline)
+    stmt = _insert_jobs(session, [_row(job, utcnow())])
     job_id: int = (await session.execute(stmt.returning(Job.id))).scalar_one()
     session.info.setdefault(ENQUEUED_KINDS, set()).add(kind)
     return job_id
+
+
+async def enqueue_many(session: AsyncSession, jobs: list[NewJob]) -> None:
+    """Write several jobs in one statement, in the caller's transaction, in list order (a
+    later coalescing job of the same key supersedes an earlier one)."""
+    if not jobs:
+        return
+    now = utcnow()
+    rows: dict[Any, dict[str, Any]] = {}
+    for i, job in enumerate(jobs):
+        row = _row(job, now)
+        # One row per pending key: a statement may not update the same row twice.
+        rows.pop(row["pending_key"], None)
+        rows[row["pending_key"] or ("unkeyed", i)] = row
+    await session.execute(_insert_jobs(session, list(rows.values())))
+    session.info.setdefault(ENQUEUED_KINDS, set()).update(job.kind for job in jobs)
 
 
 async def claim(

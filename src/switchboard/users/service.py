@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.db import utcnow
-from switchboard.jobs import enqueue
+from switchboard.jobs.queue import NewJob, enqueue_many
 from switchboard.models import User
 from switchboard.users.schemas import SyncOut, UserOut
 
@@ -55,6 +55,7 @@ async def apply_changes(
     users = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(ids)))).all()}
     now = utcnow()
     result = []
+    jobs: list[NewJob] = []
     for change in changes:
         user = users.get(change.user_id)
         if user is None:
@@ -86,16 +87,18 @@ async def apply_changes(
                 user.sync_state = "pending"
                 user.sync_attempts = 0
                 user.last_error = None
-                await enqueue(
-                    session,
-                    JOB_KIND,
-                    {"user": user.id},
-                    key=job_key(user.id),
-                    coalesce=True,
-                    deadline=now + retry_for,
+                jobs.append(
+                    NewJob(
+                        JOB_KIND,
+                        {"user": user.id},
+                        key=job_key(user.id),
+                        coalesce=True,
+                        deadline=now + retry_for,
+                    )
                 )
         result.append(user)
     await session.flush()
+    await enqueue_many(session, jobs)
     return result
 
 

@@ -1,0 +1,130 @@
+"""Users → CRM propagation (issue 7).
+
+    .venv/bin/python -m bench.users [--seconds 10] [--lag-users 200]
+
+1. PATCH /users throughput and latency while the CRM is rate limited: the HubSpot simulator
+   (in this process) at HubSpot's real limit (100 requests / 10 s), `switchboard serve` on SQLite
+   with its embedded runtime propagating, wrk posting PATCHes over 5,000 users.
+2. Propagation lag when the CRM is healthy: one PATCH every 20 ms; lag = syncedAt - updatedAt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from bench.common import append, percentile, start_server, wrk
+from switchboard.sandbox import Sandbox
+from switchboard.sandbox.hubspot import HubSpotLimits
+
+WRK_SCRIPT = """
+local counter = 0
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+request = function()
+  counter = counter + 1
+  local id = (tid * 100003 + counter) % 5000
+  local body = string.format('{"email":"user%d@example.com","firstName":"F%d"}', id, counter)
+  return wrk.format("PATCH", "/users/u" .. id, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def toml(hubspot: str) -> str:
+    return (
+        "[connections.hubspot]\n"
+        'kind = "hubspot"\n'
+        f'base_url = "{hubspot}"\n'
+        'auth = { type = "token", token = "pat-sandbox" }\n'
+        "[users]\n"
+        'crm_connection = "hubspot"\n'
+    )
+
+
+async def lag(base: str, users: int) -> list[float]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for i in range(users):
+            r = await client.patch(f"/users/lag{i}", json={"email": f"lag{i}@example.com"})
+            r.raise_for_status()
+            await asyncio.sleep(0.02)
+        lags: list[float] = []
+        deadline = time.monotonic() + 120
+        pending = {f"lag{i}" for i in range(users)}
+        while pending and time.monotonic() < deadline:
+            for user_id in list(pending):
+                body = (await client.get(f"/users/{user_id}")).json()
+                if body["sync"]["state"] == "synced":
+                    synced = datetime.fromisoformat(body["sync"]["syncedAt"])
+                    updated = datetime.fromisoformat(body["updatedAt"])
+                    lags.append((synced - updated).total_seconds() * 1000)
+                    pending.discard(user_id)
+            await asyncio.sleep(0.2)
+        if pending:
+            raise RuntimeError(f"{len(pending)} users never synced")
+    return lags
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--lag-users", type=int, default=200)
+    args = parser.parse_args()
+    rows = []
+    with Sandbox(only=["hubspot"]) as box:
+        assert box.hubspot is not None
+        # 1. Rate limited: HubSpot's real 10-second limit.
+        box.hubspot.set_limits(HubSpotLimits(per_interval=100, interval_ms=10_000))
+        tmp = Path(tempfile.mkdtemp(prefix="bench-users-"))
+        proc, base = start_server(tmp, toml(box.urls["hubspot"]))
+        try:
+            w = wrk(base, args.seconds, WRK_SCRIPT, tmp)
+            rows.append(
+                [
+                    "PATCH /users, CRM at 100 req/10 s (wrk -t2 -c32)",
+                    w["rps"],
+                    w["p50"],
+                    w["p99"],
+                    f"non-2xx: {w['non2xx']}",
+                ]
+            )
+            print(rows[-1], flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        # 2. Healthy: limits out of the way.
+        box.hubspot.set_limits(HubSpotLimits(per_interval=100_000, interval_ms=10_000))
+        tmp = Path(tempfile.mkdtemp(prefix="bench-users-"))
+        proc, base = start_server(tmp, toml(box.urls["hubspot"]))
+        try:
+            lags = await lag(base, args.lag_users)
+            rows.append(
+                [
+                    f"propagation lag, healthy CRM, {args.lag_users} users, one PATCH / 20 ms",
+                    "",
+                    f"{percentile(lags, 50):.0f} ms",
+                    f"{percentile(lags, 99):.0f} ms",
+                    "syncedAt - updatedAt",
+                ]
+            )
+            print(rows[-1], flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(
+        append(
+            "Users → CRM (bench/users.py), SQLite, one API process with embedded runtime",
+            f"python -m bench.users --seconds {args.seconds} --lag-users {args.lag_users}",
+            ["load", "accepted/s", "p50", "p99", "notes"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
