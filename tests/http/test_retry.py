@@ -236,3 +236,33 @@ async def test_job_mode_waits_out_what_the_request_path_would_not(
 
     assert r.status_code == 200
     assert clock.sleeps == [30.0]
+
+
+async def test_stream_retries_then_hands_over_an_unread_body(
+    asgi_server: Serve, local: Outbounds
+) -> None:
+    recorder = Recorder()
+    big = b"<planList>" + b"x" * (3 * 1024 * 1024) + b"</planList>"
+    unavailable = Response("down", status_code=503, headers={"Retry-After": "1"})
+    url = asgi_server(
+        scripted([unavailable, Response(big, media_type="application/xml")], recorder)
+    )
+    clock = FakeClock()
+    crm = local.make(conn(url), None, clock=clock).client("crm")
+
+    async with crm.stream("GET", "/api/events", mode="job") as response:
+        assert not response.is_stream_consumed
+        chunks = [chunk async for chunk in response.aiter_bytes(65536)]
+
+    assert clock.sleeps == [1.0] and len(recorder.seen) == 2
+    assert b"".join(chunks) == big and len(chunks) > 1
+
+
+async def test_stream_errors_are_mapped_like_requests(asgi_server: Serve, local: Outbounds) -> None:
+    recorder = Recorder()
+    url = asgi_server(scripted([JSONResponse({"message": "no"}, status_code=400)], recorder))
+    crm = local.make(conn(url), None, clock=FakeClock()).client("crm")
+    with pytest.raises(ProviderRejected) as caught:
+        async with crm.stream("GET", "/api/events"):
+            pass
+    assert caught.value.provider_status == 400

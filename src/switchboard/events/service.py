@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import XmlFeedConnection
-from switchboard.connectors.xml_feed import FeedClient, FeedPlan, NotAFeed, ParsedFeed, parse_feed
+from switchboard.connectors.xml_feed import FeedClient, FeedParser, FeedPlan, NotAFeed, ParsedFeed
 from switchboard.db import insert, utcnow
 from switchboard.errors import AppError, TerminalError
 from switchboard.events import metrics
@@ -206,21 +207,26 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
     client = FeedClient(ctx.outbound.client(name), conn.url)
     ctx.progress(f"{name}: fetching {conn.url}")
     try:
-        fetched = await client.fetch(
+        async with client.fetch(
             etag=state.etag if use_validators and state else None,
             last_modified=state.last_modified if use_validators and state else None,
             mode="job" if ctx.in_job else "request",
-        )
+        ) as fetched:
+            if fetched.not_modified:
+                document = None
+            else:
+                ctx.progress(f"{name}: parsing the document as it arrives")
+                document = await _read_document(fetched.chunks)
     except (AppError, RetryLater):
         metrics.INGESTS.labels(name, "provider_error").inc()
         raise
     now = utcnow()
-    if fetched.not_modified:
+    if document is None:
         async with ctx.db.session() as session:
             await _save_state(session, name, last_success_at=now)
         metrics.INGESTS.labels(name, "not_modified").inc()
         return SyncResult(pages=1, detail={"not_modified": True})
-    digest = hashlib.sha256(fetched.body).hexdigest()
+    digest, size, parsed = document
     if use_validators and state is not None and state.document_hash == digest:
         async with ctx.db.session() as session:
             await _save_state(
@@ -231,17 +237,14 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
                 last_modified=fetched.last_modified,
             )
         metrics.INGESTS.labels(name, "unchanged").inc()
-        return SyncResult(pages=1, detail={"unchanged": True, "bytes": len(fetched.body)})
-    ctx.progress(f"{name}: parsing {len(fetched.body):,} bytes")
-    try:
-        # CPU-bound: off the event loop so the API keeps answering during a large ingest.
-        feed = await asyncio.to_thread(parse_feed, fetched.body)
-    except NotAFeed as exc:
+        return SyncResult(pages=1, detail={"unchanged": True, "bytes": size})
+    if isinstance(parsed, NotAFeed):
         metrics.INGESTS.labels(name, "not_a_feed").inc()
         raise FeedRejected(
-            f"{name}: not a feed document ({exc}; {len(fetched.body)} bytes, "
+            f"{name}: not a feed document ({parsed}; {size} bytes, "
             f"content-type {fetched.content_type or 'none'})"
-        ) from None
+        )
+    feed = parsed
     ctx.progress(f"{name}: {len(feed.plans):,} plans, {feed.skipped_total:,} skipped; storing")
     async with ctx.db.session() as session:
         stored = await store_feed(
@@ -269,7 +272,7 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
         metrics.PLANS_SKIPPED.labels(name, reason).inc(count)
     detail: dict[str, Any] = {
         "dialect": feed.dialect,
-        "bytes": len(fetched.body),
+        "bytes": size,
         "plans": stored.plans,
         "inserted": stored.inserted,
         "unchanged": stored.plans - stored.written,
@@ -287,6 +290,33 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
         errors=0,
         detail=detail,
     )
+
+
+async def _read_document(
+    chunks: AsyncIterator[bytes],
+) -> tuple[str, int, ParsedFeed | NotAFeed]:
+    """Hash and parse the body as it arrives: memory stays bounded by the parser's chunk, not
+    the document. Parsing is CPU-bound, so each chunk is parsed off the event loop (the API
+    keeps answering during a large ingest). Returns the digest, the size, and the parsed feed
+    or why it is not one (the digest is still needed: an identical document is skipped)."""
+    digest = hashlib.sha256()
+    size = 0
+    parser = FeedParser()
+    problem: NotAFeed | None = None
+    async for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if problem is None:
+            try:
+                await asyncio.to_thread(parser.feed, chunk)
+            except NotAFeed as exc:
+                problem = exc  # keep reading: the digest covers the whole body
+    if problem is None:
+        try:
+            return digest.hexdigest(), size, await asyncio.to_thread(parser.close)
+        except NotAFeed as exc:
+            problem = exc
+    return digest.hexdigest(), size, problem
 
 
 async def summary(session: AsyncSession, connection: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import httpx
@@ -62,6 +63,7 @@ class ConnectionClient:
         mode: Mode = "request",
         idempotent: bool | None = None,
         accept: Collection[int] = (),
+        _stream: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send ``method url`` (relative to the connection's base URL) and return a 2xx/3xx
@@ -122,7 +124,8 @@ class ConnectionClient:
                         headers["Authorization"] = f"Bearer {token}"
                     started = time.perf_counter()
                     try:
-                        response = await self._http.request(method, url, headers=headers, **kwargs)
+                        request = self._http.build_request(method, url, headers=headers, **kwargs)
+                        response = await self._http.send(request, stream=_stream)
                     except httpx.TransportError as exc:
                         verdict = "failure"
                         metrics.REQUESTS.labels(self.name, "error").inc()
@@ -145,6 +148,9 @@ class ConnectionClient:
                         verdict = "failure" if status >= 500 else "success"
                         if status < 400 or status in accept:
                             return response
+                        if _stream:  # an error body is small: read it for the error, release
+                            await response.aread()
+                            await response.aclose()
                         if (
                             status == 401
                             and token is not None
@@ -193,6 +199,17 @@ class ConnectionClient:
             )
             await self._clock.sleep(wait)
             waited += wait
+
+    @asynccontextmanager
+    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """Like :meth:`request`, with the same retries, budget and breaker, but the successful
+        response's body is not read: iterate ``response.aiter_bytes()`` inside the block, so a
+        large document never sits in memory whole."""
+        response = await self.request(method, url, _stream=True, **kwargs)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     def _budget(self, bucket: Bucket | None) -> LocalBudget:
         name = bucket.name if bucket is not None else DEFAULT_BUCKET

@@ -1,8 +1,8 @@
 """The event provider's XML feed: a conditional-GET client and a streaming, hardened parser.
 
 feed = FeedClient(outbound.client("events"), conn.url)
-fetched = await feed.fetch(etag=previous_etag)
-parsed = parse_feed(fetched.body)          # NotAFeed when it is not a feed document
+async with feed.fetch(etag=previous_etag) as fetched:   # streamed; 304 → fetched.not_modified
+    parsed = parse_chunks([chunk async for chunk in fetched.chunks])  # or FeedParser chunk by chunk
 for plan in parsed.plans: ...              # parsed.skipped counts invalid plans by reason
 """
 
