@@ -4,7 +4,7 @@ simulators' webhooks."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -98,24 +98,24 @@ class _NoLifespan:
 
 
 @pytest.fixture
-def hub_url(app: Any) -> Iterator[str]:
-    """The app under test on a real loopback port (webhook senders need one)."""
+async def hub_url(app: Any) -> AsyncIterator[str]:
+    """The app under test on a real loopback port (webhook senders need one), served in the
+    test's own event loop: the app's database handles belong to it."""
     server = uvicorn.Server(
         uvicorn.Config(
             _NoLifespan(app), host="127.0.0.1", port=0, log_config=None, access_log=False
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or task.done():
             raise RuntimeError("hub server did not start")
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
-    thread.join(timeout=10)
+    await asyncio.wait_for(task, timeout=10)
 
 
 async def all_contacts(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
