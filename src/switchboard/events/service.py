@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -295,28 +296,49 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
 async def _read_document(
     chunks: AsyncIterator[bytes],
 ) -> tuple[str, int, ParsedFeed | NotAFeed]:
-    """Hash and parse the body as it arrives: memory stays bounded by the parser's chunk, not
-    the document. Parsing is CPU-bound, so each chunk is parsed off the event loop (the API
-    keeps answering during a large ingest). Returns the digest, the size, and the parsed feed
-    or why it is not one (the digest is still needed: an identical document is skipped)."""
+    """Hash and parse the body as it arrives: memory stays bounded by a few chunks, not the
+    document. Parsing is CPU-bound, so it runs off the event loop (the API keeps answering
+    during a large ingest) — in one thread for the whole document, because an lxml parser must
+    stay on the thread that created it (libxml2 keeps per-thread state). Returns the digest, the
+    size, and the parsed feed or why it is not one (an identical document is skipped by digest).
+    """
+    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    parsing = asyncio.get_running_loop().run_in_executor(None, _parse_queue, pending)
     digest = hashlib.sha256()
     size = 0
+    try:
+        async for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            await _put(pending, chunk)
+    finally:
+        await _put(pending, None)  # always: the parsing thread must finish
+        parsed = await parsing
+    return digest.hexdigest(), size, parsed
+
+
+async def _put(pending: queue.Queue[bytes | None], item: bytes | None) -> None:
+    try:
+        pending.put_nowait(item)
+    except queue.Full:
+        await asyncio.to_thread(pending.put, item)
+
+
+def _parse_queue(pending: queue.Queue[bytes | None]) -> ParsedFeed | NotAFeed:
     parser = FeedParser()
     problem: NotAFeed | None = None
-    async for chunk in chunks:
-        digest.update(chunk)
-        size += len(chunk)
+    while (chunk := pending.get()) is not None:
         if problem is None:
             try:
-                await asyncio.to_thread(parser.feed, chunk)
+                parser.feed(chunk)
             except NotAFeed as exc:
-                problem = exc  # keep reading: the digest covers the whole body
-    if problem is None:
-        try:
-            return digest.hexdigest(), size, await asyncio.to_thread(parser.close)
-        except NotAFeed as exc:
-            problem = exc
-    return digest.hexdigest(), size, problem
+                problem = exc  # keep draining: the reader must never block on a full queue
+    if problem is not None:
+        return problem
+    try:
+        return parser.close()
+    except NotAFeed as exc:
+        return exc
 
 
 async def summary(session: AsyncSession, connection: str) -> dict[str, Any]:
