@@ -52,6 +52,7 @@ class ContactOut(BaseModel):
             createdAt=contact.created_at,
             updatedAt=contact.updated_at,
             deletedAt=contact.deleted_at,
+            # Only read when asked: the list query defers the column.
             raw=contact.raw if raw else None,
         )
 

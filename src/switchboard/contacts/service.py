@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from switchboard.connectors.crm import (
     ContactNotFound,
@@ -206,7 +207,8 @@ async def list_contacts(
 ) -> tuple[list[Contact], str | None]:
     """A page in id order (stable under concurrent writes: ids never change) and the cursor of
     the next page."""
-    query = select(Contact)
+    # The raw record is the widest column and a list never shows it: not even loaded.
+    query = select(Contact).options(defer(Contact.raw))
     if cursor is not None:
         query = query.where(Contact.id > decode_cursor(cursor))
     if connection is not None:
@@ -291,7 +293,7 @@ async def create_through(db: Database, crm: CrmContacts, fields: Fields) -> Cont
     try:
         created = await crm.create(fields)
     except DuplicateContact as exc:
-        raise await _duplicate(db, crm, exc) from None
+        raise await _duplicate(db, crm, exc, fields.get("email")) from None
     async with db.session() as session:
         await store(session, crm.connection, [created])
         saved = await by_external(session, crm.connection, created.external_id)
@@ -306,7 +308,7 @@ async def update_through(
     try:
         answer = await crm.update(contact.external_id, fields)
     except DuplicateContact as exc:
-        raise await _duplicate(db, crm, exc) from None
+        raise await _duplicate(db, crm, exc, fields.get("email")) from None
     except ContactNotFound:
         # Deleted in the CRM since we last heard: say so, and remember it.
         async with db.session() as session:
@@ -337,8 +339,21 @@ def _tombstone(contact: CrmContact) -> CrmContact:
     )
 
 
-async def _duplicate(db: Database, crm: CrmContacts, exc: DuplicateContact) -> Conflict:
+async def _duplicate(
+    db: Database, crm: CrmContacts, exc: DuplicateContact, email: str | None
+) -> Conflict:
     existing_id = exc.existing_id
+    if existing_id is None and email:
+        # CRMs that do not name the existing record (mapped CRMs): the store may know it.
+        async with db.read_session() as session:
+            known = await session.scalar(
+                select(Contact.external_id).where(
+                    Contact.connection == crm.connection,
+                    Contact.email == email.strip().lower(),
+                    Contact.deleted_at.is_(None),
+                )
+            )
+        existing_id = known
     extra: dict[str, Any] = {"existingId": None, "existingExternalId": existing_id}
     if existing_id is not None:
         extra["existingId"] = contact_id(crm.connection, existing_id)
