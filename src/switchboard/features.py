@@ -28,6 +28,7 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 def routers() -> list[APIRouter]:
     from switchboard.connections.endpoints import router as connections
     from switchboard.contacts.endpoints import router as contacts
+    from switchboard.console.endpoints import router as console
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
@@ -38,7 +39,7 @@ def routers() -> list[APIRouter]:
     from switchboard.webhooks.endpoints import router as webhooks
 
     syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
-    return [connections, jobs, webhooks, tasks, reports, events, syncs, users, contacts]
+    return [connections, jobs, webhooks, tasks, reports, events, syncs, users, contacts, console]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:

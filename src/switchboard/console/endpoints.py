@@ -1,0 +1,525 @@
+"""The operations console at ``/console``: server-rendered pages over the hub's own state, a
+login that trades the API key for a session cookie, and two actions (sync now, replay a dead
+job) that are ordinary form posts protected against cross-site requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from switchboard.config import ConfigError, parse_duration
+from switchboard.console import charts, security
+from switchboard.console import service as console
+from switchboard.console.security import Session
+from switchboard.contacts import service as contacts_service
+from switchboard.deps import CurrentConfig, DbSession, get_config
+from switchboard.errors import BadRequest, NotFound
+from switchboard.jobs import queue
+from switchboard.jobs import service as jobs_service
+from switchboard.models import Job, User
+from switchboard.syncs import service as syncs_service
+
+HERE = Path(__file__).parent
+PAGES = [
+    ("connections", "Connections"),
+    ("jobs", "Jobs"),
+    ("webhooks", "Webhooks"),
+    ("feed", "Feed"),
+    ("tasks", "Tasks & reports"),
+    ("users", "Users"),
+    ("contacts", "Contacts"),
+]
+REFRESH_SECONDS = 5
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+TASK_STACK = [("completed", "#16a34a"), ("new", "#2563eb"), ("old", "#d97706")]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Runs inside the app's own lifespan, so the database is already on app.state.
+    history = console.DepthHistory()
+    app.state.console_depth = history
+    sampler = asyncio.create_task(history.run(app.state.db), name="console-depth-sampler")
+    try:
+        yield
+    finally:
+        # Stopped, not cancelled: a sample in flight finishes and returns its connection.
+        history.stop()
+        await sampler
+
+
+router = APIRouter(prefix="/console", include_in_schema=False, lifespan=_lifespan)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ago(value: datetime | str | None) -> str:
+    if value is None:
+        return "never"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    seconds = (datetime.now(UTC) - value).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        text = f"{int(seconds)}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _span(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every value, provider data included, is escaped
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=_when, ago=_ago, span=_span, segment=lambda v: quote(str(v), safe=""))
+    return env
+
+
+def render(
+    request: Request,
+    template: str,
+    session: Session | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    values: dict[str, Any] = {
+        "pages": PAGES,
+        "csrf": session.nonce if session is not None else "",
+        "login_required": bool(get_config(request).api_keys),
+        "refresh": 0,
+    }
+    html = _templates().get_template(template).render(values | context)
+    response = HTMLResponse(html, status_code=status_code)
+    response.headers.update(
+        {
+            "Content-Security-Policy": CSP,
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-store",
+        }
+    )
+    if session is not None and session.cookie is not None:
+        security.set_cookie(request, response, session.cookie)
+    return response
+
+
+def redirect(path: str, **params: str | int) -> RedirectResponse:
+    query = f"?{urlencode(params)}" if params else ""
+    return RedirectResponse(f"/console{path}{query}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+# --- session ------------------------------------------------------------------------------------
+
+
+async def current_session(request: Request) -> Session:
+    """The operator's session; without one, a redirect to the login form (or, with no API key
+    configured, a new open session)."""
+    keys = get_config(request).api_keys
+    session = security.read_session(request.cookies.get(security.COOKIE), keys)
+    if session is not None:
+        return session
+    if keys:
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER, "Login required", headers={"Location": "/console/login"}
+        )
+    value, session = security.new_cookie(None)
+    return replace(session, cookie=value)
+
+
+ConsoleSession = Annotated[Session, Depends(current_session)]
+
+
+async def posted_form(request: Request, session: ConsoleSession) -> dict[str, str]:
+    """The body of a console form, after the cross-site checks."""
+    security.refuse_cross_site(request)
+    form = await security.read_form(request)
+    security.check_csrf(session, form)
+    return form
+
+
+PostedForm = Annotated[dict[str, str], Depends(posted_form)]
+
+
+@router.get("")
+async def home() -> RedirectResponse:
+    return redirect("/connections")
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    keys = get_config(request).api_keys
+    if not keys or security.read_session(request.cookies.get(security.COOKIE), keys):
+        return redirect("/connections")
+    return render(request, "login.html", None, page="login", error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    security.refuse_cross_site(request)
+    keys = get_config(request).api_keys
+    if not keys:
+        return redirect("/connections")
+    form = await security.read_form(request)
+    key = security.check_key(keys, form.get("api_key", ""))
+    if key is None:
+        return render(
+            request,
+            "login.html",
+            None,
+            page="login",
+            error="That API key is not valid.",
+            status_code=status.HTTP_401_UNAUTHORIZED,
+        )
+    value, _ = security.new_cookie(key)
+    response = redirect("/connections")
+    security.set_cookie(request, response, value)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, form: PostedForm) -> Response:
+    response = redirect("/login")
+    security.clear_cookie(request, response)
+    return response
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    files = _static_files()
+    if name not in files:
+        raise NotFound(f"No console asset {name!r}")
+    body, media_type = files[name]
+    return Response(body, media_type=media_type, headers={"Cache-Control": "max-age=300"})
+
+
+@cache
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    # A fixed list read once: the URL never becomes a path.
+    return {
+        p.name: (p.read_bytes(), STATIC_TYPES[p.suffix])
+        for p in (HERE / "static").iterdir()
+        if p.suffix in STATIC_TYPES
+    }
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+@router.get("/connections")
+async def connections_page(
+    request: Request,
+    session: ConsoleSession,
+    db: DbSession,
+    config: CurrentConfig,
+    queued: str | None = None,
+    job: int | None = None,
+) -> HTMLResponse:
+    views = await console.connections(db, config, getattr(request.app.state, "outbound", None))
+    notice = None
+    if queued is not None and config.connection(queued) is not None and job is not None:
+        notice = f"Sync of {queued} queued as job {job}."
+    return render(
+        request,
+        "connections.html",
+        session,
+        page="connections",
+        connections=views,
+        notice=notice,
+        refresh=REFRESH_SECONDS,
+    )
+
+
+@router.post("/connections/{name}/sync")
+async def sync_now(
+    name: str, form: PostedForm, db: DbSession, config: CurrentConfig
+) -> RedirectResponse:
+    syncs_service.resolve(config, name)
+    job_id = await syncs_service.enqueue_sync(db, name, full=form.get("full") == "1")
+    return redirect("/connections", queued=name, job=job_id)
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def _depth_chart(request: Request, now: dict[tuple[str, str], int]) -> charts.Chart:
+    history: console.DepthHistory | None = getattr(request.app.state, "console_depth", None)
+    samples = list(history.samples) if history is not None else []
+    points = [*[(s.at, s.counts) for s in samples], (datetime.now(UTC).timestamp(), now)]
+    series: dict[str, list[tuple[float, int]]] = {}
+    for kind, state in sorted({k for _, counts in points for k in counts}):
+        series[f"{kind} · {state}"] = [(at, counts.get((kind, state), 0)) for at, counts in points]
+    return charts.time_lines(series)
+
+
+@router.get("/jobs")
+async def jobs_page(request: Request, session: ConsoleSession, db: DbSession) -> HTMLResponse:
+    depth = {(kind, state): n for kind, state, n in await queue.depth(db)}
+    kinds = sorted({kind for kind, _ in depth})
+    return render(
+        request,
+        "jobs.html",
+        session,
+        page="jobs",
+        depth=depth,
+        kinds=kinds,
+        states=["pending", "running", "dead"],
+        chart=_depth_chart(request, depth),
+        sample_every=console.SAMPLE_EVERY,
+        dead=await console.dead_jobs(db, limit=100),
+        recent=await console.recent_jobs(db, limit=25),
+        refresh=REFRESH_SECONDS,
+    )
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(
+    job_id: int, request: Request, session: ConsoleSession, db: DbSession, replayed: int = 0
+) -> HTMLResponse:
+    job = await jobs_service.get_job(db, job_id)
+    return render(
+        request,
+        "job.html",
+        session,
+        page="jobs",
+        job=job,
+        replayed=bool(replayed),
+        refresh=REFRESH_SECONDS if job.state in ("pending", "running") else 0,
+    )
+
+
+@router.post("/jobs/{job_id}/replay")
+async def replay(job_id: int, form: PostedForm, db: DbSession) -> RedirectResponse:
+    await jobs_service.retry_job(db, job_id)
+    return redirect(f"/jobs/{job_id}", replayed=1)
+
+
+# --- webhooks, feed -----------------------------------------------------------------------------
+
+
+@router.get("/webhooks")
+async def webhooks_page(
+    request: Request, session: ConsoleSession, db: DbSession, config: CurrentConfig
+) -> HTMLResponse:
+    return render(
+        request,
+        "webhooks.html",
+        session,
+        page="webhooks",
+        groups=await console.deliveries(db, config, per_connection=25),
+        refresh=REFRESH_SECONDS,
+    )
+
+
+@router.get("/feed")
+async def feed_page(
+    request: Request, session: ConsoleSession, db: DbSession, config: CurrentConfig
+) -> HTMLResponse:
+    return render(
+        request,
+        "feed.html",
+        session,
+        page="feed",
+        feeds=await console.feeds(db, config, runs=10),
+        refresh=REFRESH_SECONDS,
+    )
+
+
+# --- tasks and reports --------------------------------------------------------------------------
+
+
+@router.get("/tasks")
+async def tasks_page(
+    request: Request,
+    session: ConsoleSession,
+    db: DbSession,
+    config: CurrentConfig,
+    q: str = "",
+    user: str = "",
+    window: str = "",
+    windows: Annotated[int, Query(ge=1, le=48)] = 12,
+) -> HTMLResponse:
+    error = None
+    every = config.hub.reports.interval
+    if window:
+        try:
+            every = parse_duration(window)
+        except (ConfigError, ValueError):
+            error = f"Not a duration: {window!r} (try 60s, 15m, 1h, 1d)."
+        if every < timedelta(seconds=1):
+            every, error = config.hub.reports.interval, "A window is at least 1s."
+    rows = await console.report_windows(db, every=every, count=windows, user_id=user or None)
+    chart = charts.stacked_bars(
+        [
+            (
+                r.end.strftime("%H:%M" if every < timedelta(days=1) else "%m-%d"),
+                {
+                    "completed": r.completed,
+                    "new": r.new,
+                    "old": r.old,
+                },
+            )
+            for r in rows
+        ],
+        TASK_STACK,
+    )
+    return render(
+        request,
+        "tasks.html",
+        session,
+        page="tasks",
+        q=q,
+        user=user,
+        window=window,
+        windows=windows,
+        every=every,
+        error=error,
+        counts=await console.task_counts(db, q=q or None, limit=200),
+        latest=await console.latest_tasks(db, user_id=user or None, limit=20),
+        report_rows=rows,
+        chart=chart,
+    )
+
+
+# --- users and contacts -------------------------------------------------------------------------
+
+USERS_PAGE = 50
+
+
+@router.get("/users")
+async def users_page(
+    request: Request,
+    session: ConsoleSession,
+    db: DbSession,
+    config: CurrentConfig,
+    q: str = "",
+    state: str = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    found = await console.users(
+        db,
+        q=q or None,
+        sync_state=state or None,
+        limit=USERS_PAGE + 1,
+        offset=(page - 1) * USERS_PAGE,
+    )
+    return render(
+        request,
+        "users.html",
+        session,
+        page="users",
+        q=q,
+        state=state,
+        states=["pending", "synced", "failed", "dead"],
+        counts=await console.user_sync_counts(db),
+        users=found[:USERS_PAGE],
+        page_no=page,
+        more=len(found) > USERS_PAGE,
+        crm_connection=config.hub.users.crm_connection,
+    )
+
+
+@router.get("/users/{user_id}")
+async def user_page(
+    user_id: str, request: Request, session: ConsoleSession, db: DbSession
+) -> HTMLResponse:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user {user_id!r}")
+    contact = None
+    if user.crm_connection and user.crm_contact_id:
+        contact = await contacts_service.by_external(db, user.crm_connection, user.crm_contact_id)
+    history: list[Job] = await console.user_history(db, user_id, limit=20)
+    active = user.sync_state == "pending" or any(j.state in ("pending", "running") for j in history)
+    return render(
+        request,
+        "user.html",
+        session,
+        page="users",
+        user=user,
+        contact=contact,
+        history=history,
+        refresh=REFRESH_SECONDS if active else 0,
+    )
+
+
+@router.get("/contacts")
+async def contacts_page(
+    request: Request,
+    session: ConsoleSession,
+    db: DbSession,
+    config: CurrentConfig,
+    q: str = "",
+    connection: str = "",
+    cursor: str | None = None,
+    deleted: str = "",
+) -> HTMLResponse:
+    include_deleted = deleted == "true"
+    try:
+        rows, next_cursor = await contacts_service.list_contacts(
+            db,
+            limit=50,
+            cursor=cursor or None,
+            connection=connection or None,
+            q=q or None,
+            include_deleted=include_deleted,
+        )
+    except BadRequest:  # a cursor edited by hand: start over
+        rows, next_cursor = [], None
+    crm = sorted(
+        n for n, c in config.hub.connections.items() if c.kind in ("hubspot", "mapped_crm")
+    )
+    counts = {name: await contacts_service.counts(db, name) for name in crm}
+    return render(
+        request,
+        "contacts.html",
+        session,
+        page="contacts",
+        q=q,
+        connection=connection,
+        deleted=include_deleted,
+        connections=crm,
+        counts=counts,
+        contacts=rows,
+        next_cursor=next_cursor,
+    )

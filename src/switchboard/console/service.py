@@ -1,0 +1,390 @@
+"""What the console's pages show: read-only queries over the other features' tables, and the
+in-memory queue-depth history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.config import Config, Connection, XmlFeedConnection
+from switchboard.db import Database, utcnow
+from switchboard.events import service as events_service
+from switchboard.http import Outbound
+from switchboard.jobs import queue
+from switchboard.jobs.schedules import align
+from switchboard.models import Job, SyncRun, Task, User, WebhookDelivery
+from switchboard.reports import service as reports_service
+from switchboard.syncs import service as syncs_service
+from switchboard.syncs.registry import syncer_for
+from switchboard.users.service import JOB_KIND as USERS_JOB_KIND
+from switchboard.users.service import job_key as user_job_key
+from switchboard.webhooks.receivers import receiver_for
+
+log = structlog.get_logger("switchboard.console")
+
+SAMPLE_EVERY = 10.0
+"""Seconds between two queue-depth samples."""
+SAMPLES_KEPT = 360
+"""Samples kept per process (an hour at :data:`SAMPLE_EVERY`)."""
+
+
+# --- queue depth over time ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepthSample:
+    at: float
+    """Unix time."""
+    counts: dict[tuple[str, str], int]
+    """``(kind, state) -> jobs``; succeeded jobs are history, not queue, and are left out."""
+
+
+class DepthHistory:
+    """``queue.depth`` sampled every :data:`SAMPLE_EVERY` seconds, kept in this process's memory.
+
+    Each process samples the shared jobs table, so every process sees the same queue; the history
+    starts when the process did (a restart forgets it; ``/metrics`` is the long-term record).
+    """
+
+    def __init__(self, every: float = SAMPLE_EVERY, keep: int = SAMPLES_KEPT) -> None:
+        self.every = every
+        self.samples: deque[DepthSample] = deque(maxlen=keep)
+        self._stop = asyncio.Event()
+
+    async def sample(self, db: Database) -> DepthSample:
+        async with db.read_session() as session:
+            rows = await queue.depth(session)
+        taken = DepthSample(time.time(), {(kind, state): n for kind, state, n in rows})
+        self.samples.append(taken)
+        return taken
+
+    async def run(self, db: Database) -> None:
+        """Sample until :meth:`stop`. A query that fails (the database restarting) loses one
+        sample, not the sampler."""
+        while not self._stop.is_set():
+            try:
+                await self.sample(db)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("queue_depth_sample_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):  # the next sample is due
+                await asyncio.wait_for(self._stop.wait(), timeout=self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+def public_endpoint(conn: Connection) -> str | None:
+    """The connection's base or feed URL without user info, query or fragment (any of them may
+    carry a credential)."""
+    url = getattr(conn, "base_url", None) or getattr(conn, "url", None)
+    if not url:
+        return None
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass
+class ConnectionView:
+    name: str
+    kind: str
+    endpoint: str | None
+    auth: str | None
+    can_sync: bool
+    receives_webhooks: bool
+    breaker: str | None = None
+    consecutive_failures: int = 0
+    budgets: dict[str, int | None] = field(default_factory=dict)
+    credential_state: str | None = None
+    credential_detail: str | None = None
+    credential_expires_at: datetime | None = None
+    sync: dict[str, Any] = field(default_factory=dict)
+    runs: list[SyncRun] = field(default_factory=list)
+
+    @property
+    def last_run(self) -> SyncRun | None:
+        return self.runs[0] if self.runs else None
+
+    @property
+    def status(self) -> tuple[str, str]:
+        """A one-word summary and its tone (``good``, ``warn``, ``bad``, ``idle``)."""
+        if self.breaker == "open":
+            return "down", "bad"
+        if self.credential_state == "needs_reauth":
+            return "needs re-auth", "bad"
+        if self.credential_state == "error":
+            return "credential error", "bad"
+        last = self.last_run
+        if last is not None and last.outcome == "running":
+            return "syncing", "idle"
+        if last is not None and last.outcome == "failed":
+            return "failing", "warn"
+        if self.breaker == "half_open":
+            return "recovering", "warn"
+        if self.can_sync and last is None:
+            return "never synced", "idle"
+        return "ok", "good"
+
+
+async def connections(
+    session: AsyncSession, config: Config, outbound: Outbound | None, *, runs: int = 8
+) -> list[ConnectionView]:
+    views = []
+    for name, conn in sorted(config.hub.connections.items()):
+        auth = getattr(conn, "auth", None)
+        view = ConnectionView(
+            name=name,
+            kind=conn.kind,
+            endpoint=public_endpoint(conn),
+            auth=getattr(auth, "type", None),
+            can_sync=syncer_for(conn.kind) is not None,
+            receives_webhooks=receiver_for(conn.kind) is not None,
+        )
+        if outbound is not None and name in outbound.names:
+            status = await outbound.status(name)
+            view.breaker = status.breaker
+            view.consecutive_failures = status.consecutive_failures
+            view.budgets = dict(status.budgets)
+            if status.credentials is not None:
+                view.credential_state = status.credentials.state
+                view.credential_detail = status.credentials.detail
+                view.credential_expires_at = status.credentials.expires_at
+        if view.can_sync:
+            view.sync = await syncs_service.connection_summary(session, config, name)
+            view.runs = await syncs_service.list_runs(session, name, limit=runs)
+        views.append(view)
+    return views
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+async def recent_jobs(session: AsyncSession, *, limit: int) -> list[Job]:
+    return list((await session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))).all())
+
+
+async def dead_jobs(session: AsyncSession, *, limit: int) -> list[Job]:
+    stmt = select(Job).where(Job.state == "dead").order_by(Job.finished_at.desc(), Job.id.desc())
+    return list((await session.scalars(stmt.limit(limit))).all())
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryGroup:
+    connection: str
+    kind: str | None
+    totals: dict[str, int]
+    """Deliveries by outcome, all time."""
+    failed: int
+    deliveries: list[WebhookDelivery]
+
+
+async def deliveries(
+    session: AsyncSession, config: Config, *, per_connection: int
+) -> list[DeliveryGroup]:
+    """Recent deliveries of every connection that receives webhooks (or has received some),
+    failures (4xx/5xx answers) first, then newest first."""
+    totals: dict[str, dict[str, int]] = {}
+    rows = await session.execute(
+        select(WebhookDelivery.connection, WebhookDelivery.outcome, func.count()).group_by(
+            WebhookDelivery.connection, WebhookDelivery.outcome
+        )
+    )
+    for connection, outcome, count in rows.all():
+        totals.setdefault(connection, {})[outcome] = int(count)
+    names = {n for n, c in config.hub.connections.items() if receiver_for(c.kind) is not None}
+    groups = []
+    failed_first = case((WebhookDelivery.status_code >= 400, 0), else_=1)
+    for name in sorted(names | totals.keys()):
+        failed = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.connection == name, WebhookDelivery.status_code >= 400)
+        )
+        recent = await session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.connection == name)
+            .order_by(failed_first, WebhookDelivery.id.desc())
+            .limit(per_connection)
+        )
+        conn = config.connection(name)
+        groups.append(
+            DeliveryGroup(
+                connection=name,
+                kind=conn.kind if conn is not None else None,
+                totals=dict(sorted(totals.get(name, {}).items())),
+                failed=int(failed or 0),
+                deliveries=list(recent.all()),
+            )
+        )
+    return groups
+
+
+# --- event feed ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FeedView:
+    name: str
+    endpoint: str | None
+    interval: timedelta
+    summary: dict[str, Any]
+    runs: list[SyncRun]
+    skipped_run: SyncRun | None
+    """The latest run that skipped plans (its detail names the reasons), if any."""
+
+
+async def feeds(session: AsyncSession, config: Config, *, runs: int) -> list[FeedView]:
+    views = []
+    for name, conn in sorted(config.hub.connections.items()):
+        if not isinstance(conn, XmlFeedConnection):
+            continue
+        summary = await syncs_service.connection_summary(session, config, name)
+        summary.update(await events_service.summary(session, name))
+        skipped_run = await session.scalar(
+            select(SyncRun)
+            .where(SyncRun.connection == name, SyncRun.skipped > 0)
+            .order_by(SyncRun.id.desc())
+            .limit(1)
+        )
+        views.append(
+            FeedView(
+                name=name,
+                endpoint=public_endpoint(conn),
+                interval=conn.interval,
+                summary=summary,
+                runs=await syncs_service.list_runs(session, name, limit=runs),
+                skipped_run=skipped_run,
+            )
+        )
+    return views
+
+
+# --- tasks and reports --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserTaskCounts:
+    user_id: str
+    open: int
+    completed: int
+    deleted: int
+
+    @property
+    def total(self) -> int:
+        return self.open + self.completed + self.deleted
+
+
+async def task_counts(session: AsyncSession, *, q: str | None, limit: int) -> list[UserTaskCounts]:
+    """Tasks per user by current state, busiest users first."""
+    open_ = func.count().filter(Task.deleted_at.is_(None), Task.completed_at.is_(None))
+    completed = func.count().filter(Task.deleted_at.is_(None), Task.completed_at.is_not(None))
+    deleted = func.count().filter(Task.deleted_at.is_not(None))
+    stmt = (
+        select(Task.user_id, open_, completed, deleted)
+        .group_by(Task.user_id)
+        .order_by(func.count().desc(), Task.user_id)
+        .limit(limit)
+    )
+    if q:
+        stmt = stmt.where(Task.user_id.icontains(q, autoescape=True))
+    rows = (await session.execute(stmt)).all()
+    return [UserTaskCounts(u, int(o), int(c), int(d)) for u, o, c, d in rows]
+
+
+async def latest_tasks(session: AsyncSession, *, user_id: str | None, limit: int) -> list[Task]:
+    """The most recently changed tasks (of one user, or of everyone)."""
+    stmt = select(Task).order_by(Task.updated_at.desc(), Task.pk.desc()).limit(limit)
+    if user_id is not None:
+        stmt = stmt.where(Task.user_id == user_id)
+    return list((await session.scalars(stmt)).all())
+
+
+@dataclass(frozen=True)
+class ReportWindow:
+    start: datetime
+    end: datetime
+    completed: int
+    new: int
+    old: int
+    users: int
+
+
+async def report_windows(
+    session: AsyncSession,
+    *,
+    every: timedelta,
+    count: int,
+    user_id: str | None = None,
+    now: datetime | None = None,
+) -> list[ReportWindow]:
+    """The last ``count`` report windows ``(start, end]`` (aligned like the scheduled reports,
+    the last one ending at the current boundary), each summed over users exactly as
+    ``reports.service.compute`` counts them."""
+    end = align(now or utcnow(), every)
+    windows = []
+    for i in range(count, 0, -1):
+        w_end = end - (i - 1) * every
+        w_start = w_end - every
+        reports = await reports_service.compute(session, w_start, w_end, user_id)
+        windows.append(
+            ReportWindow(
+                start=w_start,
+                end=w_end,
+                completed=sum(len(r.completedTasks) for r in reports.values()),
+                new=sum(len(r.newIncompleteTasks) for r in reports.values()),
+                old=sum(len(r.oldIncompleteTasks) for r in reports.values()),
+                users=len(reports),
+            )
+        )
+    return windows
+
+
+# --- users --------------------------------------------------------------------------------------
+
+
+async def users(
+    session: AsyncSession, *, q: str | None, sync_state: str | None, limit: int, offset: int
+) -> list[User]:
+    stmt = select(User).order_by(User.id).limit(limit).offset(offset)
+    if q:
+        stmt = stmt.where(
+            or_(User.id.icontains(q, autoescape=True), User.email.icontains(q, autoescape=True))
+        )
+    if sync_state:
+        stmt = stmt.where(User.sync_state == sync_state)
+    return list((await session.scalars(stmt)).all())
+
+
+async def user_sync_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(User.sync_state, func.count()).group_by(User.sync_state))
+    return {state: int(n) for state, n in rows.all()}
+
+
+async def user_history(session: AsyncSession, user_id: str, *, limit: int) -> list[Job]:
+    """The user's propagation jobs, newest first (succeeded ones until the job retention)."""
+    stmt = (
+        select(Job)
+        .where(Job.kind == USERS_JOB_KIND, Job.key == user_job_key(user_id))
+        .order_by(Job.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
