@@ -10,21 +10,24 @@ from datetime import UTC, datetime
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 
 
-def nice_max(value: float) -> int:
-    """The smallest 1/2/5 x 10^n at or above ``value`` (at least 1), for a readable axis."""
-    if value <= 1:
-        return 1
-    exponent = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if value <= step * exponent:
-            return int(step * exponent)
-    raise AssertionError("unreachable")
+def axis(value: float, ticks: int = 4) -> tuple[int, int]:
+    """``(top, step)`` of a count axis: whole steps of 1, 2 or 5 x 10^n, at most ``ticks`` of
+    them, with ``top`` (a multiple of ``step``) at or above ``value``."""
+    if value <= 0:
+        return 1, 1
+    raw = value / ticks
+    exponent = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * exponent for m in (1, 2, 5, 10) if m * exponent >= raw)
+    step = max(int(step), 1)
+    return math.ceil(value / step) * step, step
 
 
 @dataclass(frozen=True)
 class Tick:
     pos: float
     label: str
+    anchor: str = "middle"
+    """SVG ``text-anchor``: the first and last time labels stay inside the plot."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class Chart:
         return self.left + self.plot_width
 
 
-def _frame(width: int, height: int, top_value: int) -> Chart:
+def _frame(width: int, height: int, value: float) -> tuple[Chart, int]:
+    top_value, step = axis(value)
     chart = Chart(
         width=width,
         height=height,
@@ -79,23 +83,20 @@ def _frame(width: int, height: int, top_value: int) -> Chart:
         plot_width=width - 44 - 12,
         plot_height=height - 12 - 28,
     )
-    for i in range(5):
-        value = top_value * i / 4
-        label = f"{value:g}" if value == int(value) else f"{value:.1f}"
-        chart.y_ticks.append(Tick(chart.bottom - chart.plot_height * i / 4, label))
-    return chart
+    for tick in range(0, top_value + 1, step):
+        chart.y_ticks.append(Tick(chart.bottom - chart.plot_height * tick / top_value, str(tick)))
+    return chart, top_value
 
 
 def stacked_bars(
     groups: list[tuple[str, dict[str, int]]],
     stack: list[tuple[str, str]],
     *,
-    width: int = 760,
-    height: int = 260,
+    width: int = 1100,
+    height: int = 280,
 ) -> Chart:
     """One bar per group (x label, values by key), stacked in ``stack`` order (key, color)."""
-    top_value = nice_max(max((sum(v.values()) for _, v in groups), default=0))
-    chart = _frame(width, height, top_value)
+    chart, top_value = _frame(width, height, max((sum(v.values()) for _, v in groups), default=0))
     chart.legend = [(key, color) for key, color in stack]
     if not groups:
         return chart
@@ -129,13 +130,14 @@ def stacked_bars(
 def time_lines(
     series: dict[str, list[tuple[float, int]]],
     *,
-    width: int = 760,
-    height: int = 240,
+    width: int = 1100,
+    height: int = 260,
 ) -> Chart:
-    """One polyline per series of ``(unix time, value)`` points, on a shared time axis."""
+    """One polyline per series of ``(unix time, value)`` samples, on a shared time axis, drawn
+    as steps: a sample's value holds until the next sample."""
     times = [t for points in series.values() for t, _ in points]
-    top_value = nice_max(max((v for points in series.values() for _, v in points), default=0))
-    chart = _frame(width, height, top_value)
+    peak = max((v for points in series.values() for _, v in points), default=0)
+    chart, top_value = _frame(width, height, peak)
     if not times:
         return chart
     t0, t1 = min(times), max(times)
@@ -149,16 +151,21 @@ def time_lines(
 
     for i, (label, points) in enumerate(sorted(series.items())):
         color = PALETTE[i % len(PALETTE)]
-        chart.lines.append(
-            Series(
-                label=label,
-                color=color,
-                points=" ".join(f"{x(t)},{y(v)}" for t, v in sorted(points)),
-                last=sorted(points)[-1][1] if points else 0,
-            )
-        )
+        ordered = sorted(points)
+        steps: list[str] = []
+        for n, (t, v) in enumerate(ordered):
+            if n:
+                steps.append(f"{x(t)},{y(ordered[n - 1][1])}")
+            steps.append(f"{x(t)},{y(v)}")
+        last = ordered[-1][1] if ordered else 0
+        chart.lines.append(Series(label=label, color=color, points=" ".join(steps), last=last))
         chart.legend.append((label, color))
+    labels: list[str] = []
     for i in range(5):
         t = t0 + span * i / 4
-        chart.x_ticks.append(Tick(x(t), datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")))
+        label = datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
+        if label not in labels:  # a short history would repeat the same second
+            labels.append(label)
+            anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+            chart.x_ticks.append(Tick(x(t), label, anchor))
     return chart
