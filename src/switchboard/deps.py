@@ -66,6 +66,9 @@ async def _config(request: Request) -> Config:
     return get_config(request)
 
 
-DbSession = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction ends before the response is sent (FastAPI's default for a
+# yield dependency is after it), so a 2xx is only sent for a committed change, and a client that
+# reads right after it, from any process, sees the change.
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 CurrentConfig = Annotated[Config, Depends(_config)]
 Authenticated = [Depends(require_api_key)]

@@ -124,7 +124,7 @@ class Scheduler:
         if not self.specs:
             return 0
         now = utcnow()
-        fired = 0
+        fired: list[str] = []
         async with self.db.session() as session:
             due = (
                 await session.scalars(
@@ -147,12 +147,13 @@ class Scheduler:
                 row.last_slot = slot
                 row.next_run_at = spec.next_after(slot)
                 row.updated_at = now
-                fired += 1
-                metrics.SCHEDULE_FIRES.labels(spec.name).inc()
+                fired.append(spec.name)
             if self.retention and now.timestamp() >= self._next_prune:
                 self._next_prune = now.timestamp() + 60
                 await queue.prune(session, older_than=now - self.retention)
-        return fired
+        for name in fired:  # counted once committed: a rolled-back slot did not fire
+            metrics.SCHEDULE_FIRES.labels(name).inc()
+        return len(fired)
 
     async def start(self) -> None:
         await self.register()

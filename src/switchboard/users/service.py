@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.db import utcnow
+from switchboard.db import lock_keys, utcnow
 from switchboard.jobs.queue import NewJob, enqueue_many
 from switchboard.models import User
 from switchboard.users.schemas import SyncOut, UserOut
@@ -52,6 +52,9 @@ async def apply_changes(
 ) -> list[User]:
     """Upsert users (in order) and enqueue their propagation; the caller owns the transaction."""
     ids = {c.user_id for c in changes}
+    # Another process may be changing the same users: without the lock both would read version
+    # n and write n + 1, and the propagation of the second change would be skipped as done.
+    await lock_keys(session, (job_key(user_id) for user_id in ids))
     users = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(ids)))).all()}
     now = utcnow()
     result = []
