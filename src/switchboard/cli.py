@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -24,6 +26,7 @@ from switchboard.config import (
 )
 from switchboard.db import Database
 from switchboard.logs import configure_logging
+from switchboard.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard integration hub.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -116,23 +119,42 @@ def serve(
     if no_runtime:
         os.environ["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
     common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
+    private_metrics_dir: str | None = None
     if workers == 1:
         from switchboard.app import create_app
 
         uvicorn.run(create_app(config, runtime=not no_runtime), **common)
     else:
+        # Metrics of all the processes are aggregated through files in one directory (see
+        # switchboard.metrics); set before uvicorn starts its processes, which inherit it.
+        if not os.environ.get(MULTIPROC_DIR_ENV):
+            private_metrics_dir = tempfile.mkdtemp(prefix="switchboard-metrics-")
+            os.environ[MULTIPROC_DIR_ENV] = private_metrics_dir
+        prepare_multiprocess_dir(Path(os.environ[MULTIPROC_DIR_ENV]))
         # Each worker process builds its own app (and runtime) from the same environment.
         uvicorn.run("switchboard.app:create_app", factory=True, workers=workers, **common)
+    if private_metrics_dir is not None:
+        shutil.rmtree(private_metrics_dir, ignore_errors=True)
     if sandbox is not None:
         sandbox.stop()
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's Prometheus metrics on this port (/metrics)."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
+) -> None:
     """Run only the background runtime (jobs and schedules): add these to scale out."""
-    from switchboard import features
+    from switchboard import features, metrics
 
     config = load()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry())
 
     async def main(db: Database) -> None:
         await db.upgrade()

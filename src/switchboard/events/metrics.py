@@ -18,11 +18,22 @@ PLANS_SKIPPED = Counter(
     ["connection", "reason"],
 )
 PLANS_IN_FEED = Gauge(
-    "switchboard_feed_plans_in_feed", "Valid plans in the last stored document.", ["connection"]
+    "switchboard_feed_plans_in_feed",
+    "Valid plans in the last stored document.",
+    ["connection"],
+    multiprocess_mode="mostrecent",  # whichever process ingested last
 )
-INDEX_VERSION = Gauge("switchboard_search_index_version", "Store version the index has loaded.")
-INDEX_PLANS = Gauge("switchboard_search_index_plans", "Searchable plans in the index.")
+# Each API process has its own index: with several, these show the one furthest behind.
+INDEX_VERSION = Gauge(
+    "switchboard_search_index_version",
+    "Store version the index has loaded.",
+    multiprocess_mode="livemin",
+)
+INDEX_PLANS = Gauge(
+    "switchboard_search_index_plans", "Searchable plans in the index.", multiprocess_mode="livemin"
+)
 INDEX_LOADED_AT = Gauge(
     "switchboard_search_index_checked_timestamp_seconds",
     "When this process last confirmed its index is current (epoch seconds).",
+    multiprocess_mode="livemin",
 )

@@ -27,11 +27,13 @@ BREAKER = Gauge(
     "switchboard_outbound_breaker_state",
     "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
     ["connection"],
+    multiprocess_mode="livemax",  # the worst breaker of the running processes
 )
 BUDGET = Gauge(
     "switchboard_outbound_budget_remaining",
     "Free tokens of the rate budget at the last lease or correction.",
     ["connection", "bucket"],
+    multiprocess_mode="mostrecent",  # one budget, shared in the database: the newest view
 )
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}

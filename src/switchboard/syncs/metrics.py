@@ -15,4 +15,5 @@ LAST_SUCCESS = Gauge(
     "switchboard_sync_last_success_timestamp_seconds",
     "When the connection's last successful sync finished (epoch seconds).",
     ["connection"],
+    multiprocess_mode="max",  # whichever process ran it
 )
