@@ -282,6 +282,10 @@ async def test_tasks_chart_counts_windows_and_escapes_content(
     assert f"<title>{last}: 1 new</title>" in r.text and "completed</title>" not in r.text
     r = await client.get("/console/tasks", params={"window": "soon"})
     assert r.status_code == 200 and "Not a duration" in r.text
+    for extreme in ("0s", "9999999999d"):
+        r = await client.get("/console/tasks", params={"window": extreme})
+        assert r.status_code == 200, extreme
+        assert "between 1s and 366d" in r.text or "Not a duration" in r.text
 
 
 async def test_webhooks_page_lists_failures_first(client: httpx.AsyncClient) -> None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from switchboard.config import ConfigError, parse_duration
+from switchboard.config import parse_duration
 from switchboard.console import charts, security
 from switchboard.console import service as console
 from switchboard.console.security import Session
@@ -46,6 +46,7 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+MIN_WINDOW, MAX_WINDOW = timedelta(seconds=1), timedelta(days=366)
 TASK_STACK = [("completed", "#16a34a"), ("new", "#2563eb"), ("old", "#d97706")]
 
 
@@ -384,10 +385,10 @@ async def tasks_page(
     if window:
         try:
             every = parse_duration(window)
-        except (ConfigError, ValueError):
+        except (ValueError, OverflowError):
             error = f"Not a duration: {window!r} (try 60s, 15m, 1h, 1d)."
-        if every < timedelta(seconds=1):
-            every, error = config.hub.reports.interval, "A window is at least 1s."
+        if not MIN_WINDOW <= every <= MAX_WINDOW:
+            every, error = config.hub.reports.interval, "A window is between 1s and 366d."
     rows = await console.report_windows(db, every=every, count=windows, user_id=user or None)
     chart = charts.stacked_bars(
         [
