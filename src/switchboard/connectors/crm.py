@@ -18,12 +18,15 @@ outbound layer's ``TransientError`` (503 + Retry-After: rate limit, outage) and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from switchboard.config import Config, HubSpotConnection, MappedCrmConnection
 from switchboard.errors import Conflict, NotFound, TerminalError, Unprocessable
+from switchboard.http import ProviderRejected
 
 if TYPE_CHECKING:
     import httpx
@@ -155,3 +158,35 @@ def json_body(response: httpx.Response, connection: str) -> Any:
 
 def malformed(connection: str, what: str, body: Any = None) -> MalformedResponse:
     return MalformedResponse(f"{connection}: {what}", connection=connection, body=body)
+
+
+@contextmanager
+def crm_errors(
+    connection: str, *, existing_id: Callable[[str | None], str | None] = lambda _: None
+) -> Iterator[None]:
+    """A CRM's refusals (``ProviderRejected``) as the errors callers act on: 409 →
+    :class:`DuplicateContact` (``existing_id`` reads the id from the provider's message when it
+    names one), 404 → :class:`ContactNotFound`, 400/422 → :class:`InvalidContact`."""
+    try:
+        yield
+    except ProviderRejected as exc:
+        context: dict[str, Any] = {
+            "connection": connection,
+            "provider_status": exc.provider_status,
+            "provider_message": exc.provider_message,
+            "body": exc.provider_body,
+        }
+        if exc.provider_status == 409:
+            raise DuplicateContact(
+                f"A contact with this email already exists in {connection}",
+                existing_id=existing_id(exc.provider_message),
+                **context,
+            ) from None
+        if exc.provider_status == 404:
+            raise ContactNotFound(f"Contact not found in {connection}", **context) from None
+        if exc.provider_status in (400, 422):
+            detail = exc.provider_message or exc.message
+            raise InvalidContact(
+                f"{connection} rejected the contact: {detail}", **context
+            ) from None
+        raise

@@ -11,20 +11,18 @@ rate-limit headers on it. HubSpot's refusals arrive as the CRM errors of
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
 from switchboard.connectors.crm import (
-    ContactNotFound,
-    DuplicateContact,
-    InvalidContact,
+    crm_errors,
     json_body,
     malformed,
 )
 from switchboard.connectors.hubspot.mapping import existing_id
-from switchboard.http import Bucket, ConnectionClient, Mode, ProviderRejected
+from switchboard.http import Bucket, ConnectionClient, Mode
 
 CONTACTS = "/crm/v3/objects/contacts"
 SEARCH_BUCKET = Bucket("search", "5/1s")
@@ -180,31 +178,6 @@ class HubSpotClient:
             raise malformed(self.connection, "expected an object with a results list", body)
         return body
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self) -> AbstractContextManager[None]:
         """HubSpot's refusals as the CRM errors callers act on."""
-        try:
-            yield
-        except ProviderRejected as exc:
-            context = {
-                "connection": self.connection,
-                "provider_status": exc.provider_status,
-                "provider_message": exc.provider_message,
-                "body": exc.provider_body,
-            }
-            detail = exc.provider_message or exc.message
-            if exc.provider_status == 409:
-                raise DuplicateContact(
-                    f"A contact with this email already exists in {self.connection}",
-                    existing_id=existing_id(exc.provider_message),
-                    **context,
-                ) from None
-            if exc.provider_status == 404:
-                raise ContactNotFound(
-                    f"Contact not found in {self.connection}", **context
-                ) from None
-            if exc.provider_status == 400:
-                raise InvalidContact(
-                    f"{self.connection} rejected the contact: {detail}", **context
-                ) from None
-            raise
+        return crm_errors(self.connection, existing_id=existing_id)

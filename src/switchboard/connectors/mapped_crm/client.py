@@ -18,23 +18,20 @@ own store is the fast path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
 from switchboard.config import MappedCrmConnection
 from switchboard.connectors.crm import (
-    ContactNotFound,
     CrmContact,
-    DuplicateContact,
     Fields,
-    InvalidContact,
+    crm_errors,
     json_body,
     malformed,
 )
 from switchboard.connectors.mapped_crm.mapping import FieldMap
-from switchboard.http import Bucket, ConnectionClient, Mode, ProviderRejected
+from switchboard.http import Bucket, ConnectionClient, Mode
 
 PER_PAGE = 100
 
@@ -121,33 +118,8 @@ class MappedCrmClient:
     def _records(self, items: list[Any]) -> list[dict[str, Any]]:
         return [self._record(item) for item in items]
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except ProviderRejected as exc:
-            context = {
-                "connection": self.connection,
-                "provider_status": exc.provider_status,
-                "provider_message": exc.provider_message,
-                "body": exc.provider_body,
-            }
-            detail = exc.provider_message or exc.message
-            if exc.provider_status == 409:
-                raise DuplicateContact(
-                    f"A contact with this email already exists in {self.connection}",
-                    existing_id=None,
-                    **context,
-                ) from None
-            if exc.provider_status == 404:
-                raise ContactNotFound(
-                    f"Contact not found in {self.connection}", **context
-                ) from None
-            if exc.provider_status in (400, 422):
-                raise InvalidContact(
-                    f"{self.connection} rejected the contact: {detail}", **context
-                ) from None
-            raise
+    def _errors(self) -> AbstractContextManager[None]:
+        return crm_errors(self.connection)
 
 
 class MappedCrmContacts:
