@@ -79,15 +79,18 @@ def start_server(
             "SWITCHBOARD_ACCESS_LOG": "true" if access_log else "false",
         }
     )
+    return launch(["serve", "--port", str(port), *args], env, tmp, port)
+
+
+def launch(
+    args: list[str], env: dict[str, str], cwd: Path, port: int, timeout: float = 60
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a ``switchboard`` command serving on ``port``; return it once /health answers."""
     proc = subprocess.Popen(
-        [SWITCHBOARD, "serve", "--port", str(port), *args],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [SWITCHBOARD, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
@@ -95,7 +98,7 @@ def start_server(
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"switchboard {' '.join(args)} did not start")
 
 
 def wrk(base: str, seconds: int, script: str, tmp: Path, connections: int = 32) -> dict[str, str]:

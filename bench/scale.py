@@ -21,14 +21,13 @@ import asyncio
 import os
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.common import SWITCHBOARD, append, free_port, wrk
+from bench.common import SWITCHBOARD, append, free_port, launch, wrk
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.events import FEED_PATH
 
@@ -68,23 +67,7 @@ def environment(url: str, schema: str, config: Path) -> dict[str, str]:
 def serve(env: dict[str, str], cwd: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     args = ["serve", "--no-runtime", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(
-        [SWITCHBOARD, *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    return launch(args, env, cwd, port)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
