@@ -103,9 +103,15 @@ def serve(
         sandbox = Sandbox()
         urls = sandbox.start()
         config = with_sandbox(config, urls)
+        # The simulators' webhook senders post to this hub (the connections are named after them).
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+        hub = f"http://{local}:{port}/webhooks"
         if sandbox.todo is not None:
-            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
-            sandbox.todo.target = f"http://{local}:{port}/webhooks/todo"
+            sandbox.todo.target = f"{hub}/todo"
+        if sandbox.hubspot is not None:
+            sandbox.hubspot.webhooks.configure(url=f"{hub}/hubspot")
+        if sandbox.acme is not None:
+            sandbox.acme.configure_webhooks(url=f"{hub}/acme")
         os.environ[SANDBOX_URLS_ENV] = json.dumps(urls)
         typer.secho(
             "No connections file: running against the built-in SANDBOX simulators "

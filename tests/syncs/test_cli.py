@@ -10,7 +10,7 @@ import pytest
 from switchboard.db import Database
 from switchboard.sandbox.events import EventFeedSimulator
 from switchboard.syncs import service
-from tests.support import SWITCHBOARD, Backend, switchboard_env
+from tests.support import SWITCHBOARD, Backend, Process, eventually, switchboard_env
 
 pytestmark = pytest.mark.acceptance
 
@@ -55,3 +55,30 @@ async def test_sync_runs_in_the_foreground(
     assert run_sync(backend, tmp_path, feed_url, "nope").returncode == 1
     refused = run_sync(backend, tmp_path, feed_url, "todo")
     assert refused.returncode == 1 and "nothing to sync" in refused.stderr
+
+
+async def test_a_killed_sync_does_not_hold_the_connection(
+    backend: Backend, tmp_path: Path, feed_url: str, feed: EventFeedSimulator, db: Database
+) -> None:
+    feed.configure(latency_ms=(30_000, 30_000))  # the fetch hangs: killed mid-run
+    config = tmp_path / "switchboard.toml"
+    config.write_text(f'[connections.events]\nkind = "xml_feed"\nurl = "{feed_url}"\n')
+    env = switchboard_env(backend, tmp_path, SWITCHBOARD_CONFIG=str(config))
+    doomed = Process(["sync", "events"], env, tmp_path, tmp_path / "doomed.log")
+
+    async def running() -> bool:
+        async with db.read_session() as session:
+            runs = await service.list_runs(session, "events", limit=5)
+        return any(r.outcome == "running" for r in runs)
+
+    await eventually(running, timeout=30)
+    doomed.kill()
+    doomed.stop()
+    feed.configure(latency_ms=(0, 0))
+
+    done = run_sync(backend, tmp_path, feed_url, "events")
+    assert done.returncode == 0, done.stderr
+    async with db.read_session() as session:
+        runs = await service.list_runs(session, "events", limit=10)
+    assert [r.outcome for r in runs] == ["succeeded", "failed"]
+    assert runs[1].detail == {"error": "abandoned"}

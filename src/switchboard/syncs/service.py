@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config
@@ -49,6 +51,34 @@ def resolve(config: Config, name: str) -> Syncer:
     return syncer
 
 
+_OWNER = {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _abandoned(run: SyncRun, now: datetime, job_id: int | None) -> bool:
+    """A running run whose process died: an earlier attempt of this same job, a CLI run whose
+    process on this host is gone, or any run older than :data:`STALE_AFTER`."""
+    if run.started_at < now - STALE_AFTER:
+        return True
+    if job_id is not None and run.job_id == job_id:
+        return True
+    owner = (run.detail or {}).get("owner")
+    if run.job_id is None and isinstance(owner, dict) and owner.get("host") == _OWNER["host"]:
+        return not _alive(int(owner.get("pid", 0)))
+    return False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 async def begin_run(
     session: AsyncSession, connection: str, stream: str, *, job_id: int | None = None
 ) -> SyncRun:
@@ -58,26 +88,31 @@ async def begin_run(
     :data:`STALE_AFTER`, was abandoned by a process that died: it is closed as failed.
     """
     now = utcnow()
-    abandoned = SyncRun.started_at < now - STALE_AFTER
-    if job_id is not None:
-        abandoned = or_(abandoned, SyncRun.job_id == job_id)
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.connection == connection, SyncRun.outcome == "running", abandoned)
-        .values(outcome="failed", finished_at=now, errors=1, detail={"error": "abandoned"})
-        .execution_options(synchronize_session=False)
-    )
-    busy = await session.scalar(
-        select(SyncRun.id).where(SyncRun.connection == connection, SyncRun.outcome == "running")
-    )
-    if busy is not None:
-        raise SyncBusy(f"Sync run {busy} of {connection!r} is still running")
+    running = (
+        await session.scalars(
+            select(SyncRun)
+            .where(SyncRun.connection == connection, SyncRun.outcome == "running")
+            .with_for_update()
+        )
+    ).all()
+    for other in running:
+        if _abandoned(other, now, job_id):
+            other.outcome = "failed"
+            other.finished_at = now
+            other.errors = 1
+            other.detail = {"error": "abandoned"}
+    busy = [r.id for r in running if r.outcome == "running"]
+    if busy:
+        raise SyncBusy(f"Sync run {busy[0]} of {connection!r} is still running")
     run = SyncRun(
         connection=connection,
         stream=stream,
         job_id=job_id,
         started_at=now,
         outcome="running",
+        # A run outside the job system (the CLI) says which process owns it, so a killed
+        # `switchboard sync` does not hold the connection until STALE_AFTER.
+        detail=None if job_id is not None else {"owner": _OWNER},
         pages=0,
         upserted=0,
         deleted=0,
