@@ -92,6 +92,24 @@ def test_serve_with_zero_configuration_answers_health(tmp_path: Path) -> None:
         assert ready.status_code == 200, ready.text
         mode = (tmp_path / "switchboard.db").exists()
         assert mode
+        # The sandbox's HubSpot posts signed webhooks to this hub: a contact created "in the
+        # HubSpot UI" reaches the contacts store without any sync.
+        hubspot = next(
+            line.split(": ", 1)[1].strip()
+            for line in proc.output().splitlines()
+            if line.strip().startswith("sandbox hubspot:")
+        )
+        created = httpx.post(
+            f"{hubspot}/_sandbox/hubspot/contacts",
+            json={"properties": {"email": "zero@example.com", "firstname": "Zero"}},
+        )
+        assert created.status_code in (200, 201), created.text
+
+        def stored() -> bool:
+            r = httpx.get(f"{base}/contacts", params={"email": "zero@example.com"}, timeout=5)
+            return r.status_code == 200 and len(r.json()["items"]) == 1
+
+        wait_until(stored, timeout=30, interval=0.2)
         journal = subprocess.run(
             [
                 "python3",
