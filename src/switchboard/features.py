@@ -27,8 +27,8 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
 def routers() -> list[APIRouter]:
     from switchboard.connections.endpoints import router as connections
-    from switchboard.contacts.endpoints import router as contacts
     from switchboard.console.endpoints import router as console
+    from switchboard.contacts.endpoints import router as contacts
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
