@@ -39,7 +39,8 @@ def routers() -> list[APIRouter]:
     from switchboard.webhooks.endpoints import router as webhooks
 
     syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
-    return [connections, jobs, webhooks, tasks, reports, events, syncs, users, contacts, console]
+    # The hottest route first: Starlette tries routes in order (/search is read-heavy).
+    return [events, connections, jobs, webhooks, tasks, reports, syncs, users, contacts, console]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:

@@ -191,6 +191,16 @@ def _attempts_left(job: Job, default_max_attempts: int) -> bool:
     return limit is None or job.attempts - job.deferrals < limit
 
 
+async def anything_due(session: AsyncSession, *, kinds: list[str]) -> bool:
+    """Whether some job of these kinds is due (keys aside): a cheap read before a claim."""
+    found = await session.scalar(
+        select(Job.id)
+        .where(Job.state == "pending", Job.run_at <= utcnow(), Job.kind.in_(kinds))
+        .limit(1)
+    )
+    return found is not None
+
+
 def _owned(job_id: int, worker: str, attempt: int) -> Any:
     # A worker whose lease lapsed must not overwrite what the job's next owner did.
     return and_(

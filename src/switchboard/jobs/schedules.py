@@ -125,6 +125,8 @@ class Scheduler:
             return 0
         now = utcnow()
         fired: list[str] = []
+        if not await self._anything_due(now):
+            return 0
         async with self.db.session() as session:
             due = (
                 await session.scalars(
@@ -154,6 +156,19 @@ class Scheduler:
         for name in fired:  # counted once committed: a rolled-back slot did not fire
             metrics.SCHEDULE_FIRES.labels(name).inc()
         return len(fired)
+
+    async def _anything_due(self, now: datetime) -> bool:
+        """A read-only look first: most ticks find nothing due, and on SQLite a write
+        transaction would hold the one writer slot (and this process's writer queue) for it."""
+        if self.retention and now.timestamp() >= self._next_prune:
+            return True
+        async with self.db.read_session() as session:
+            due = await session.scalar(
+                select(Schedule.name)
+                .where(Schedule.name.in_(list(self.specs)), Schedule.next_run_at <= now)
+                .limit(1)
+            )
+        return due is not None
 
     async def start(self) -> None:
         await self.register()

@@ -59,6 +59,7 @@ class Worker:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._next_reap = 0.0
+        self._idle = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._successes = _SuccessBatcher(db, self.name)
 
@@ -143,8 +144,15 @@ class Worker:
 
     async def _claim(self, kinds: list[str], free: int) -> int:
         now = time.monotonic()
+        reap_now = now >= self._next_reap
+        if self._idle and not reap_now:
+            # Idle: look before taking a write transaction (on SQLite it would hold the one
+            # writer slot, and this process's writer queue, every poll interval for nothing).
+            async with self.db.read_session() as session:
+                if not await queue.anything_due(session, kinds=kinds):
+                    return 0
         async with self.db.session() as session:
-            if now >= self._next_reap:
+            if reap_now:
                 self._next_reap = now + max(self.lease.total_seconds() / 4, self.poll_interval)
                 reaped = await queue.reap(session, default_max_attempts=self.max_attempts)
                 if reaped:
@@ -152,6 +160,7 @@ class Worker:
             jobs = await queue.claim(
                 session, worker=self.name, kinds=kinds, limit=free, lease=self.lease
             )
+        self._idle = not jobs
         for job in jobs:
             self._attempts[job.id] = job.attempts
             self._running[job.id] = asyncio.create_task(self._execute(job))
