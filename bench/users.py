@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import tempfile
 import time
 from datetime import datetime
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import append, percentile, start_server, wrk
+from bench.common import SWITCHBOARD, append, percentile, start_server, wrk
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.hubspot import HubSpotLimits
 
@@ -78,26 +80,44 @@ async def main() -> None:
     rows = []
     with Sandbox(only=["hubspot"]) as box:
         assert box.hubspot is not None
-        # 1. Rate limited: HubSpot's real 10-second limit.
+        # 1. Rate limited: HubSpot's real 10-second limit. Two layouts on the same SQLite
+        # file and the same 2 cores: the runtime embedded in the API process (the default),
+        # and an API-only process beside a `switchboard worker` (the scale-out layout).
         box.hubspot.set_limits(HubSpotLimits(per_interval=100, interval_ms=10_000))
-        tmp = Path(tempfile.mkdtemp(prefix="bench-users-"))
-        proc, base = start_server(tmp, toml(box.urls["hubspot"]))
-        try:
-            for conns in (32, 8):  # 32: the ceiling; 8: latency below saturation
-                w = wrk(base, args.seconds, WRK_SCRIPT, tmp, connections=conns)
-                rows.append(
-                    [
-                        f"PATCH /users, CRM at 100 req/10 s (wrk -t2 -c{conns})",
-                        w["rps"],
-                        w["p50"],
-                        w["p99"],
-                        f"non-2xx: {w['non2xx']}",
-                    ]
+        for layout in ("embedded runtime", "API-only + 1 worker process"):
+            tmp = Path(tempfile.mkdtemp(prefix="bench-users-"))
+            separate = layout != "embedded runtime"
+            serve_args = ("--no-runtime",) if separate else ()
+            proc, base = start_server(tmp, toml(box.urls["hubspot"]), args=serve_args)
+            worker = None
+            if separate:
+                env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+                env["SWITCHBOARD_LOG_FORMAT"] = "json"
+                worker = subprocess.Popen(
+                    [SWITCHBOARD, "worker"],
+                    cwd=tmp,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
-                print(rows[-1], flush=True)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                for conns in (32, 8):  # 32: the ceiling; 8: latency below saturation
+                    w = wrk(base, args.seconds, WRK_SCRIPT, tmp, connections=conns)
+                    rows.append(
+                        [
+                            f"PATCH /users, CRM at 100 req/10 s, {layout} (wrk -t2 -c{conns})",
+                            w["rps"],
+                            w["p50"],
+                            w["p99"],
+                            f"non-2xx: {w['non2xx']}",
+                        ]
+                    )
+                    print(rows[-1], flush=True)
+            finally:
+                for process in (proc, worker):
+                    if process is not None:
+                        process.terminate()
+                        process.wait(timeout=30)
         # 2. Healthy: limits out of the way.
         box.hubspot.set_limits(HubSpotLimits(per_interval=100_000, interval_ms=10_000))
         tmp = Path(tempfile.mkdtemp(prefix="bench-users-"))
