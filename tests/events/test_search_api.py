@@ -115,11 +115,14 @@ async def test_search_requires_the_api_key(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_broken_store_gets_the_500_envelope(config: Config, tmp_path: Path) -> None:
-    if not config.settings.is_sqlite:
-        pytest.skip("an unmigrated database file is the simplest broken store")
-    unmigrated = config.settings.model_copy(
-        update={"database_url": f"sqlite+aiosqlite:///{tmp_path}/empty.db"}
+    # A store that was never migrated: a fresh SQLite file, or a PostgreSQL schema that does
+    # not exist (every query then fails as a missing table would).
+    broken = (
+        {"database_url": f"sqlite+aiosqlite:///{tmp_path}/empty.db"}
+        if config.settings.is_sqlite
+        else {"database_schema": f"never_migrated_{uuid.uuid4().hex[:8]}"}
     )
+    unmigrated = config.settings.model_copy(update=broken)
     app = create_app(Config(unmigrated, config.hub, None), runtime=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
