@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -76,19 +76,28 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
-def _insert_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    stmt = insert(session, Job).values(rows)
-    # Coalescing: the pending job of the key takes the newest payload and deadline, and keeps
-    # its place and retry time (pending_key is NULL for other jobs, which never conflict).
-    return stmt.on_conflict_do_update(
-        index_elements=["pending_key"],
-        set_={
-            "payload": stmt.excluded.payload,
-            "deadline": stmt.excluded.deadline,
-            "max_attempts": stmt.excluded.max_attempts,
-            "updated_at": stmt.excluded.updated_at,
-        },
-    )
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(session: AsyncSession) -> Any:
+    """The job insert, built once per dialect and executed with parameters (a new statement per
+    call cost more than the write itself). Coalescing: the pending job of the key takes the
+    newest payload and deadline and keeps its place and retry time (``pending_key`` is NULL for
+    other jobs, which never conflict)."""
+    dialect = session.get_bind().dialect.name
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        base = insert(session, cast(Table, Job.__table__))
+        stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
+            index_elements=["pending_key"],
+            set_={
+                "payload": base.excluded.payload,
+                "deadline": base.excluded.deadline,
+                "max_attempts": base.excluded.max_attempts,
+                "updated_at": base.excluded.updated_at,
+            },
+        )
+    return stmt
 
 
 async def enqueue(
@@ -111,8 +120,9 @@ async def enqueue(
     (``SWITCHBOARD_JOB_MAX_ATTEMPTS``), or, with a ``deadline``, retry until the deadline.
     """
     job = NewJob(kind, payload, key, coalesce, run_at, max_attempts, deadline)
-    stmt = _insert_jobs(session, [_row(job, utcnow())])
-    job_id: int = (await session.execute(stmt.returning(Job.id))).scalar_one()
+    row = _row(job, utcnow())
+    result = await session.execute(_upsert(session).returning(Job.__table__.c.id), row)
+    job_id: int = result.scalar_one()
     session.info.setdefault(ENQUEUED_KINDS, set()).add(kind)
     return job_id
 
@@ -129,7 +139,7 @@ async def enqueue_many(session: AsyncSession, jobs: list[NewJob]) -> None:
         # One row per pending key: a statement may not update the same row twice.
         rows.pop(row["pending_key"], None)
         rows[row["pending_key"] or ("unkeyed", i)] = row
-    await session.execute(_insert_jobs(session, list(rows.values())))
+    await session.execute(_upsert(session), list(rows.values()))
     session.info.setdefault(ENQUEUED_KINDS, set()).update(job.kind for job in jobs)
 
 
