@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from switchboard.config import Config
@@ -39,7 +39,6 @@ class JobContext:
     config: Config
     outbound: Outbound | None = None
     """The process's outbound clients (call providers with ``mode="job"``)."""
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[JobContext], Awaitable[None]]

@@ -54,7 +54,6 @@ class Worker:
         self.max_attempts = s.job_max_attempts
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._attempts: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,7 +161,6 @@ class Worker:
             )
         self._idle = not jobs
         for job in jobs:
-            self._attempts[job.id] = job.attempts
             self._running[job.id] = asyncio.create_task(self._execute(job))
         return len(jobs)
 
@@ -227,7 +225,6 @@ class Worker:
         finally:
             metrics.JOB_DURATION.labels(kind, outcome).observe(time.perf_counter() - started)
             self._running.pop(job.id, None)
-            self._attempts.pop(job.id, None)
             self._wake.set()
         if outcome == "dead":
             metrics.JOBS_DEAD.labels(kind).inc()
