@@ -315,6 +315,32 @@ async def test_graceful_stop_hands_back_unfinished_jobs(
     assert [att for _, att, _ in rec.runs] == [1, 2]
 
 
+async def test_a_worker_with_every_slot_busy_parks_instead_of_spinning(
+    db: Database, rec: Recorder, start_worker: Any
+) -> None:
+    """Every commit that enqueues wakes the local workers. With no free slot there is nothing
+    to claim: the loop must go back to waiting (found by bench/users.py: a saturated embedded
+    worker spun on its wake event and took a third of the API process's CPU)."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @rec.registry.handler("busy")
+    async def run(ctx: JobContext) -> None:
+        started.set()
+        await release.wait()
+
+    worker = await start_worker(concurrency=1)
+    async with db.session() as session:
+        await enqueue(session, "busy", {})
+    await asyncio.wait_for(started.wait(), 10)
+    for _ in range(5):
+        async with db.session() as session:
+            await enqueue(session, "busy", {})  # wakes the worker after the commit
+        for _ in range(10):  # a few loop iterations: enough for the claim loop to run
+            await asyncio.sleep(0)
+        assert not worker._wake.is_set(), "the claim loop is spinning on its wake event"
+    release.set()
+
+
 async def test_unregistered_kinds_are_left_alone(
     db: Database, rec: Recorder, start_worker: Any
 ) -> None:

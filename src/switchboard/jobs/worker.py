@@ -133,6 +133,10 @@ class Worker:
                     continue  # maybe more are due; the loop waits once the slots are full
             if self._stopping:
                 break
+            if self.concurrency - len(self._running) <= 0:
+                # Every slot is busy: only a finishing job (which sets the event) can change
+                # that. Commits that enqueue also set it; without this the loop would spin.
+                self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
