@@ -90,9 +90,13 @@ def take(
     live.extend([now] * granted)
     if granted:
         return granted, live, 0.0
-    # The slot frees when the (len - capacity)-th oldest grant leaves the log.
-    oldest_blocking = live[len(live) - limit.capacity]
-    return 0, live, max(oldest_blocking + limit.window + limit.margin - now, _EPSILON)
+    # The k-th slot frees when the (len - capacity + k)-th oldest grant leaves the log. With
+    # several callers waiting, wait for a batch of slots (up to a tenth of the capacity): under
+    # a saturated budget every slot frees on its own, and a lease per slot would be a write
+    # transaction per call, each as likely to be beaten to it by another process.
+    batch = min(want, max(1, limit.capacity // 10))
+    blocking = live[len(live) - limit.capacity + batch - 1]
+    return 0, live, max(blocking + limit.window + limit.margin - now, _EPSILON)
 
 
 def correct(
