@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     embedded_runtime: bool = Field(
         True, description="Run jobs and schedules inside `serve` (off: API-only process)."
     )
-    worker_concurrency: int = Field(8, ge=1, description="Jobs run at once per process.")
+    worker_concurrency: int = Field(16, ge=1, description="Jobs run at once per process.")
     job_poll_interval: float = Field(0.1, gt=0, description="Seconds between claims when idle.")
     job_lease_seconds: float = Field(30.0, gt=0, description="Lease of a running job.")
     job_max_attempts: int = Field(10, ge=1, description="Default attempts before a job is dead.")
@@ -290,6 +290,12 @@ class UsersSection(_Strict):
     retry_for: Duration = Field(
         timedelta(hours=24),
         description="How long a user's CRM update is retried (429, 5xx, network) before dead.",
+    )
+    concurrency: int = Field(
+        4,
+        ge=1,
+        description="CRM updates one worker process runs at once. Capped so that a rate-limited "
+        "CRM, whose updates mostly wait for its budget, leaves the worker's other slots free.",
     )
 
 

@@ -341,6 +341,98 @@ async def test_a_worker_with_every_slot_busy_parks_instead_of_spinning(
     release.set()
 
 
+async def test_a_capped_kind_leaves_the_other_slots_to_other_kinds(
+    db: Database, config: Config, rec: Recorder, start_worker: Any
+) -> None:
+    """Jobs waiting on a rate-limited provider hold their slots; capped, they cannot take every
+    slot of the worker and hold up unrelated kinds behind a long queue."""
+    release = asyncio.Event()
+    running = 0
+    most = 0
+
+    @rec.registry.handler("crm", concurrency=lambda cfg: 2 if cfg is config else 99)
+    async def crm(ctx: JobContext) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await release.wait()  # "waiting for the provider's budget"
+        finally:
+            running -= 1
+
+    @rec.registry.handler("report")
+    async def report(ctx: JobContext) -> None:
+        rec.runs.append((ctx.id, ctx.attempt, ctx.payload))
+
+    async def two_running() -> bool:
+        return running == 2
+
+    async with db.session() as session:
+        crm_jobs = [await enqueue(session, "crm", {"n": i}) for i in range(10)]
+    await start_worker(concurrency=4)
+    await eventually(two_running)
+    async with db.session() as session:
+        report_id = await enqueue(session, "report", {})
+    await eventually(lambda: state_is(db, report_id, "succeeded"))
+    assert running == 2
+    release.set()
+    for job_id in crm_jobs:
+        await eventually(lambda job_id=job_id: state_is(db, job_id, "succeeded"))
+    assert most == 2
+
+
+async def test_outcome_writes_commit_with_the_jobs_outcome(
+    db: Database, rec: Recorder, start_worker: Any
+) -> None:
+    def note(job_id: int) -> Any:
+        async def write(session: Any, state: str | None) -> None:
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(payload={"seen": state})
+            )
+
+        return write
+
+    @rec.registry.handler("noted")
+    async def run(ctx: JobContext) -> None:
+        ctx.on_outcome(note(ctx.id))
+        if ctx.payload.get("fail"):
+            raise TerminalError("no")
+
+    async with db.session() as session:
+        ok = await enqueue(session, "noted", {})
+        bad = await enqueue(session, "noted", {"fail": True})
+    await start_worker()
+    await eventually(lambda: state_is(db, ok, "succeeded"))
+    await eventually(lambda: state_is(db, bad, "dead"))
+    assert (await job(db, ok)).payload == {"seen": "succeeded"}
+    assert (await job(db, bad)).payload == {"seen": "dead"}
+
+
+async def test_a_failing_outcome_write_loses_only_its_own_jobs_outcome(
+    db: Database, rec: Recorder, start_worker: Any
+) -> None:
+    gate = asyncio.Event()
+
+    async def broken(session: Any, state: str | None) -> None:
+        raise RuntimeError("the domain write failed")
+
+    @rec.registry.handler("pair")
+    async def run(ctx: JobContext) -> None:
+        await gate.wait()  # both finish together: their successes share a batch
+        if ctx.payload["broken"]:
+            ctx.on_outcome(broken)
+
+    async with db.session() as session:
+        good = await enqueue(session, "pair", {"broken": False})
+        bad = await enqueue(session, "pair", {"broken": True})
+    await start_worker()
+    await eventually(lambda: state_is(db, bad, "running"))
+    await eventually(lambda: state_is(db, good, "running"))
+    gate.set()
+    await eventually(lambda: state_is(db, good, "succeeded"))
+    assert (await job(db, bad)).state == "running"  # unrecorded: runs again after its lease
+
+
 async def test_unregistered_kinds_are_left_alone(
     db: Database, rec: Recorder, start_worker: Any
 ) -> None:

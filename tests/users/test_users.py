@@ -32,9 +32,15 @@ def create_missing() -> bool:
 
 
 @pytest.fixture
-def hub_config(sandbox: Sandbox, create_missing: bool) -> HubConfig:
+def users_concurrency() -> int:
+    return 4
+
+
+@pytest.fixture
+def hub_config(sandbox: Sandbox, create_missing: bool, users_concurrency: int) -> HubConfig:
     data = zero_config(sandbox.urls)
     data["users"]["create_missing"] = create_missing
+    data["users"]["concurrency"] = users_concurrency
     return HubConfig.model_validate(data)
 
 
@@ -252,3 +258,23 @@ async def test_a_crm_refusal_is_failed_with_the_crm_message(
     assert (await user(client, "u7"))["sync"]["state"] == "pending"  # 5xx: retried, not failed
     hubspot.delete("/_sandbox/faults")
     await synced(client, "u7")
+
+
+@pytest.mark.parametrize("users_concurrency", [2])
+async def test_crm_updates_run_at_most_users_concurrency_at_once(
+    client: httpx.AsyncClient, hubspot: httpx.Client
+) -> None:
+    """A slow or rate-limited CRM holds each update's worker slot while it waits; the cap keeps
+    the worker's other slots for other work."""
+    hubspot.put("/_sandbox/faults", json={"latency_ms": 100})
+    for i in range(8):
+        await client.patch(f"/users/c{i}", json={"email": f"c{i}@example.com"})
+    for i in range(8):
+        await synced(client, f"c{i}")
+    calls = [
+        (r["at"], r["at"] + r["duration_ms"] / 1000)
+        for r in hubspot.get("/_sandbox/requests").json()["requests"]
+    ]
+    assert len(calls) >= 8
+    overlap = max(sum(1 for s, e in calls if s <= at < e) for at, _ in calls)
+    assert overlap == 2

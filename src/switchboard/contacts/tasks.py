@@ -41,7 +41,7 @@ register(
 )
 
 
-@handler(EVENT_JOB)
+@handler(EVENT_JOB, concurrency=4)  # CRM reads: a rate-limited CRM must not take every slot
 async def refresh(ctx: JobContext) -> None:
     """Events are not applied from their payloads: they arrive unordered, duplicated and
     partial, so the job reads the contact's current state. Jobs of one contact share a key (one

@@ -12,6 +12,7 @@ Claims must run in a write transaction (``Database.session()``: ``BEGIN IMMEDIAT
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -150,15 +151,31 @@ async def claim(
     kinds: list[str],
     limit: int,
     lease: timedelta,
+    limits: Mapping[str, int] | None = None,
 ) -> list[Job]:
-    """Move up to ``limit`` due jobs to ``running`` under this worker's lease.
+    """Move up to ``limit`` due jobs to ``running`` under this worker's lease; ``limits`` caps
+    some kinds lower.
 
     A keyed job is claimable only when no job of its key is running and it is the oldest
     pending job of its key: jobs sharing a key run one at a time, in enqueue (id) order, and a
     job waiting for its retry holds back the later ones.
+
+    Kinds are claimed one at a time, the kind with the oldest due job first, each by its own
+    walk of the ``(state, kind, run_at)`` index: a backlog of one kind (thousands of CRM updates
+    waiting out a rate limit) costs nothing to a claim of the others.
     """
-    if not kinds or limit <= 0:
-        return []
+    jobs: list[Job] = []
+    for kind in await due_kinds(session, kinds=kinds):
+        room = min(limit - len(jobs), (limits or {}).get(kind, limit))
+        if room > 0:
+            jobs += await _claim_kind(session, worker=worker, kind=kind, limit=room, lease=lease)
+    jobs.sort(key=lambda j: j.id)
+    return jobs
+
+
+async def _claim_kind(
+    session: AsyncSession, *, worker: str, kind: str, limit: int, lease: timedelta
+) -> list[Job]:
     now = utcnow()
     other = aliased(Job)
     key_free = or_(
@@ -170,7 +187,7 @@ async def claim(
     )
     candidates = (
         select(Job.id)
-        .where(Job.state == "pending", Job.run_at <= now, Job.kind.in_(kinds), key_free)
+        .where(Job.state == "pending", Job.kind == kind, Job.run_at <= now, key_free)
         .order_by(Job.run_at, Job.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -189,9 +206,26 @@ async def claim(
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
-    jobs = list((await session.scalars(stmt)).all())
-    jobs.sort(key=lambda j: j.id)
-    return jobs
+    return list((await session.scalars(stmt)).all())
+
+
+async def due_kinds(session: AsyncSession, *, kinds: list[str]) -> list[str]:
+    """The kinds among ``kinds`` with a due pending job, the oldest due first (keys aside).
+
+    One statement of one index probe per kind (the oldest due ``run_at`` of each), so its cost
+    does not grow with the number of pending jobs."""
+    if not kinds:
+        return []
+    now = utcnow()
+    oldest = [
+        select(func.min(Job.run_at))
+        .where(Job.state == "pending", Job.kind == kind, Job.run_at <= now)
+        .scalar_subquery()
+        for kind in kinds
+    ]
+    row = (await session.execute(select(*oldest))).one()
+    due = sorted((run_at, kind) for kind, run_at in zip(kinds, row, strict=True) if run_at)
+    return [kind for _, kind in due]
 
 
 def _attempts_left(job: Job, default_max_attempts: int) -> bool:
@@ -203,12 +237,7 @@ def _attempts_left(job: Job, default_max_attempts: int) -> bool:
 
 async def anything_due(session: AsyncSession, *, kinds: list[str]) -> bool:
     """Whether some job of these kinds is due (keys aside): a cheap read before a claim."""
-    found = await session.scalar(
-        select(Job.id)
-        .where(Job.state == "pending", Job.run_at <= utcnow(), Job.kind.in_(kinds))
-        .limit(1)
-    )
-    return found is not None
+    return bool(await due_kinds(session, kinds=kinds))
 
 
 def _owned(job_id: int, worker: str, attempt: int) -> Any:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config
 from switchboard.db import Database
@@ -25,6 +27,10 @@ class RetryLater(Exception):
         super().__init__(self.reason)
 
 
+OutcomeWrite = Callable[[AsyncSession, "str | None"], Awaitable[None]]
+"""``write(session, state)``: see :meth:`JobContext.on_outcome`."""
+
+
 @dataclass
 class JobContext:
     """What a handler gets. Handlers must be idempotent: execution is at-least-once (a worker
@@ -39,28 +45,59 @@ class JobContext:
     config: Config
     outbound: Outbound | None = None
     """The process's outbound clients (call providers with ``mode="job"``)."""
+    outcome_writes: list[OutcomeWrite] = field(default_factory=list)
+
+    def on_outcome(self, write: OutcomeWrite) -> None:
+        """Have ``write(session, state)`` run in the transaction that records this run's
+        outcome, whether the handler returns or raises: the handler's own record of the run
+        (say, a user's sync state) commits together with the job's, or not at all, and costs
+        no transaction of its own. ``state`` is the job's new state (``"succeeded"``,
+        ``"pending"`` for a retry, ``"dead"``), or None when this worker no longer owned the
+        job (its lease lapsed and another worker took it). A write that raises loses the
+        outcome: the job runs again once its lease lapses."""
+        self.outcome_writes.append(write)
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+Concurrency = int | Callable[[Config], int]
 
 
 class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._concurrency: dict[str, Concurrency] = {}
 
-    def handler(self, kind: str) -> Callable[[Handler], Handler]:
-        """Decorator: ``@registry.handler("users.propagate")``."""
+    def handler(
+        self, kind: str, *, concurrency: Concurrency | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: ``@registry.handler("users.propagate")``.
+
+        ``concurrency`` caps the jobs of this kind one worker runs at once (a number, or a
+        function of the configuration). Give it to kinds that wait on a shared provider: when the
+        provider is rate limited their jobs spend most of their time waiting for its budget, and
+        uncapped they would take every slot of the worker, holding up unrelated kinds (a report,
+        a feed sync) behind thousands of queued calls.
+        """
 
         def register(fn: Handler) -> Handler:
             if kind in self._handlers and self._handlers[kind] is not fn:
                 raise ValueError(f"a handler for job kind {kind!r} is already registered")
             self._handlers[kind] = fn
+            if concurrency is not None:
+                self._concurrency[kind] = concurrency
             return fn
 
         return register
 
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)
+
+    def concurrency(self, kind: str, config: Config) -> int | None:
+        """The cap on jobs of ``kind`` running at once in one worker (None: no cap)."""
+        cap = self._concurrency.get(kind)
+        if cap is None:
+            return None
+        return max(1, cap(config) if callable(cap) else cap)
 
     @property
     def kinds(self) -> list[str]:

@@ -9,6 +9,9 @@ import socket
 import time
 import uuid
 import weakref
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -22,7 +25,7 @@ from switchboard.db import Database
 from switchboard.errors import TerminalError, TransientError
 from switchboard.http import Outbound
 from switchboard.jobs import queue
-from switchboard.jobs.registry import JobContext, Registry, RetryLater
+from switchboard.jobs.registry import JobContext, OutcomeWrite, Registry, RetryLater
 from switchboard.models import Job
 
 log = structlog.get_logger("switchboard.jobs")
@@ -54,6 +57,13 @@ class Worker:
         self.max_attempts = s.job_max_attempts
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._running_per_kind: Counter[str] = Counter()
+        # Per-kind caps (Registry.handler(concurrency=...)), fixed for the worker's life.
+        self._caps = {
+            kind: cap
+            for kind in registry.kinds
+            if (cap := registry.concurrency(kind, config)) is not None
+        }
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,8 +101,14 @@ class Worker:
         _wakers.discard(self)
         log.info("worker_stopped", worker=self.name)
 
-    def wake(self) -> None:
-        """Thread-safe: a commit in another thread (or event loop) may wake this worker."""
+    def wake(self, kinds: Iterable[str] | None = None) -> None:
+        """Thread-safe: a commit in another thread (or event loop) may wake this worker.
+
+        Given the kinds just enqueued, a worker that could not claim any of them now (not its
+        kinds, or kinds at their cap, whose running jobs wake it when they finish) stays asleep.
+        """
+        if kinds is not None and not any(self._may_claim(kind) for kind in kinds):
+            return
         try:
             same_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
@@ -106,20 +122,19 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         kinds = self.registry.kinds
-        backlog = False
+        full: set[str] = set()  # kinds whose last claim took all the room it had: more may be due
         while not self._stopping:
-            free = self.concurrency - len(self._running)
-            if backlog and 0 < free < (self.concurrency + 1) // 2:
+            if full and not self._half_room(full):
                 # Under a backlog, claim in batches (one transaction for many jobs) rather than
                 # one job per freed slot; the wait is bounded by the poll interval.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slots_half_free(), timeout=self.poll_interval)
-                free = self.concurrency - len(self._running)
+                    await asyncio.wait_for(self._until_half_room(full), timeout=self.poll_interval)
+            free = self.concurrency - len(self._running)
             if free > 0:
                 self._wake.clear()
                 try:
-                    claimed = await self._claim(kinds, free)
+                    full = await self._claim(kinds, free)
                 except (SQLAlchemyError, OSError) as exc:
                     log.warning("claim_failed", worker=self.name, error=str(exc)[:300])
                     await asyncio.sleep(min(1.0, self.poll_interval * 10))
@@ -128,9 +143,8 @@ class Worker:
                     log.exception("claim_loop_error", worker=self.name)
                     await asyncio.sleep(1.0)
                     continue
-                backlog = claimed == free
-                if backlog:
-                    continue  # maybe more are due; the loop waits once the slots are full
+                if full:
+                    continue  # maybe more are due; the loop waits for room first
             if self._stopping:
                 break
             if self.concurrency - len(self._running) <= 0:
@@ -140,20 +154,55 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
-    async def _slots_half_free(self) -> None:
-        while self.concurrency - len(self._running) < (self.concurrency + 1) // 2:
+    def _half_room(self, kinds: set[str]) -> bool:
+        """Whether one of ``kinds`` has room for at least half a batch: half the worker's slots,
+        or half its own cap for a capped kind."""
+        free = self.concurrency - len(self._running)
+        for kind in kinds:
+            cap = self._caps.get(kind)
+            if cap is None:
+                if free >= (self.concurrency + 1) // 2:
+                    return True
+            elif free > 0 and cap - self._running_per_kind[kind] >= (cap + 1) // 2:
+                return True
+        return False
+
+    async def _until_half_room(self, kinds: set[str]) -> None:
+        while not self._half_room(kinds):
             await self._wake.wait()
             self._wake.clear()
 
-    async def _claim(self, kinds: list[str], free: int) -> int:
+    def _may_claim(self, kind: str) -> bool:
+        if self.registry.get(kind) is None:
+            return False
+        cap = self._caps.get(kind)
+        return cap is None or self._running_per_kind[kind] < cap
+
+    def _rooms(self, kinds: list[str]) -> dict[str, int]:
+        """The kinds this worker may claim now: at most ``room`` more jobs of each capped kind
+        (kinds at their cap are left out; their running jobs wake the loop when they finish)."""
+        rooms: dict[str, int] = {}
+        for kind in kinds:
+            cap = self._caps.get(kind)
+            if cap is None:
+                rooms[kind] = self.concurrency
+            elif cap > self._running_per_kind[kind]:
+                rooms[kind] = cap - self._running_per_kind[kind]
+        return rooms
+
+    async def _claim(self, kinds: list[str], free: int) -> set[str]:
+        """Claim what may run now; returns the kinds that took all the room they had."""
         now = time.monotonic()
         reap_now = now >= self._next_reap
+        rooms = self._rooms(kinds)
+        if not rooms and not reap_now:
+            return set()
         if self._idle and not reap_now:
             # Idle: look before taking a write transaction (on SQLite it would hold the one
             # writer slot, and this process's writer queue, every poll interval for nothing).
             async with self.db.read_session() as session:
-                if not await queue.anything_due(session, kinds=kinds):
-                    return 0
+                if not await queue.anything_due(session, kinds=list(rooms)):
+                    return set()
         async with self.db.session() as session:
             if reap_now:
                 self._next_reap = now + max(self.lease.total_seconds() / 4, self.poll_interval)
@@ -161,12 +210,19 @@ class Worker:
                 if reaped:
                     log.warning("jobs_reaped", count=reaped)
             jobs = await queue.claim(
-                session, worker=self.name, kinds=kinds, limit=free, lease=self.lease
+                session,
+                worker=self.name,
+                kinds=list(rooms),
+                limit=free,
+                limits=rooms,
+                lease=self.lease,
             )
         self._idle = not jobs
+        claimed = Counter(job.kind for job in jobs)
         for job in jobs:
+            self._running_per_kind[job.kind] += 1
             self._running[job.id] = asyncio.create_task(self._execute(job))
-        return len(jobs)
+        return {kind for kind, n in claimed.items() if n >= rooms[kind] or len(jobs) == free}
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease.total_seconds() / 3
@@ -215,20 +271,21 @@ class Worker:
                 raise
             except RetryLater as exc:
                 outcome = await self._record_failure(
-                    job, exc.reason, retry_in=exc.seconds, deferred=True
+                    ctx, exc.reason, retry_in=exc.seconds, deferred=True
                 )
             except TerminalError as exc:
-                outcome = await self._record_failure(job, _describe(exc), terminal=True)
+                outcome = await self._record_failure(ctx, _describe(exc), terminal=True)
             except TransientError as exc:
-                outcome = await self._record_failure(job, _describe(exc), retry_in=exc.retry_after)
+                outcome = await self._record_failure(ctx, _describe(exc), retry_in=exc.retry_after)
             except Exception as exc:  # a handler bug is retried like any failure, then dead
                 bound.exception("job_error")
-                outcome = await self._record_failure(job, _describe(exc))
+                outcome = await self._record_failure(ctx, _describe(exc))
             else:
-                outcome = await self._record_success(job)
+                outcome = await self._record_success(ctx)
         finally:
             metrics.JOB_DURATION.labels(kind, outcome).observe(time.perf_counter() - started)
             self._running.pop(job.id, None)
+            self._running_per_kind[kind] -= 1
             self._wake.set()
         if outcome == "dead":
             metrics.JOBS_DEAD.labels(kind).inc()
@@ -236,19 +293,19 @@ class Worker:
         elif outcome == "retry":
             metrics.JOB_RETRIES.labels(kind).inc()
 
-    async def _record_success(self, job: Job) -> str:
+    async def _record_success(self, ctx: JobContext) -> str:
         try:
-            owned = await self._successes.record(job.id, job.attempts)
-        except (SQLAlchemyError, OSError) as exc:
+            owned = await self._successes.record(ctx.id, ctx.attempt, ctx.outcome_writes)
+        except Exception as exc:
             # The effect happened but is unrecorded: the lease lapses and the job runs again
             # (at-least-once, which is why handlers must be idempotent).
-            log.warning("job_success_unrecorded", job_id=job.id, error=str(exc)[:300])
+            log.warning("job_success_unrecorded", job_id=ctx.id, error=str(exc)[:300])
             return "lost"
         return "succeeded" if owned else "lost"
 
     async def _record_failure(
         self,
-        job: Job,
+        ctx: JobContext,
         error: str,
         *,
         terminal: bool = False,
@@ -259,9 +316,9 @@ class Worker:
             async with self.db.session() as session:
                 state = await queue.fail(
                     session,
-                    job.id,
+                    ctx.id,
                     worker=self.name,
-                    attempt=job.attempts,
+                    attempt=ctx.attempt,
                     error=error,
                     terminal=terminal,
                     retry_in=retry_in,
@@ -269,8 +326,10 @@ class Worker:
                     backoff=self.backoff,
                     default_max_attempts=self.max_attempts,
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("job_failure_unrecorded", job_id=job.id, error=str(exc)[:300])
+                for write in ctx.outcome_writes:
+                    await write(session, state)
+        except Exception as exc:
+            log.warning("job_failure_unrecorded", job_id=ctx.id, error=str(exc)[:300])
             return "lost"
         if state is None:
             return "lost"
@@ -289,18 +348,20 @@ class _SuccessBatcher:
 
     A no-op job costs two write transactions otherwise (claim, success); at a few hundred jobs
     per second the success writes dominate, and they batch perfectly: one
-    ``UPDATE ... WHERE (id, attempts) IN (...)``.
+    ``UPDATE ... WHERE (id, attempts) IN (...)``, plus each job's outcome writes
+    (:meth:`JobContext.on_outcome`). A batch that fails is retried one job per transaction, so
+    one job's failing write does not lose the others' outcomes.
     """
 
     def __init__(self, db: Database, worker: str) -> None:
         self.db = db
         self.worker = worker
-        self._waiting: list[tuple[int, int, asyncio.Future[bool]]] = []
+        self._waiting: list[_Success] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def record(self, job_id: int, attempt: int) -> bool:
+    async def record(self, job_id: int, attempt: int, writes: list[OutcomeWrite]) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((job_id, attempt, future))
+        self._waiting.append(_Success(job_id, attempt, writes, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -309,22 +370,51 @@ class _SuccessBatcher:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                async with self.db.session() as session:
-                    owned = await queue.succeed_many(
-                        session, [(i, a) for i, a, _ in batch], worker=self.worker
-                    )
-            except Exception as exc:  # handed to every waiter, which reports it
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for job_id, _, future in batch:
-                if not future.done():
-                    future.set_result(job_id in owned)
+                await self._commit(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0].future, exc=exc)
+                    continue
+                for one in batch:
+                    try:
+                        await self._commit([one])
+                    except Exception as exc:  # handed to the waiter, which reports it
+                        _settle(one.future, exc=exc)
+
+    async def _commit(self, batch: list[_Success]) -> None:
+        async with self.db.session() as session:
+            owned = await queue.succeed_many(
+                session, [(s.job_id, s.attempt) for s in batch], worker=self.worker
+            )
+            for success in batch:
+                state = "succeeded" if success.job_id in owned else None
+                for write in success.writes:
+                    await write(session, state)
+        for success in batch:
+            _settle(success.future, result=success.job_id in owned)
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class _Success:
+    job_id: int
+    attempt: int
+    writes: list[OutcomeWrite]
+    future: asyncio.Future[bool]
+
+
+def _settle(
+    future: asyncio.Future[bool], *, result: bool = False, exc: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _describe(exc: BaseException) -> str:
@@ -339,9 +429,10 @@ _wakers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    if session.info.pop(queue.ENQUEUED_KINDS, None):
+    kinds = session.info.pop(queue.ENQUEUED_KINDS, None)
+    if kinds:
         for worker in list(_wakers):
-            worker.wake()
+            worker.wake(kinds)
 
 
 @event.listens_for(Session, "after_rollback")

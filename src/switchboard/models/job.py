@@ -47,5 +47,5 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_state_run_at", "state", "run_at", "id"),
         Index("ix_jobs_key_state", "key", "state", "id"),
-        Index("ix_jobs_kind_state", "kind", "state"),
+        Index("ix_jobs_state_kind_run_at", "state", "kind", "run_at"),
     )

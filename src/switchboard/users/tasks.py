@@ -9,19 +9,22 @@ deadline; a CRM refusal (400/403, or 404 with ``create_missing`` off) fails at o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.connectors.crm import ContactNotFound, CrmContacts, DuplicateContact, crm_client
-from switchboard.db import Database, utcnow
+from switchboard.db import utcnow
 from switchboard.errors import TerminalError
 from switchboard.jobs import JobContext, handler
-from switchboard.models import Job, User
+from switchboard.jobs.registry import OutcomeWrite
+from switchboard.models import User
 from switchboard.users.service import JOB_KIND, crm_fields
 
 
-@handler(JOB_KIND)
+@handler(JOB_KIND, concurrency=lambda config: config.hub.users.concurrency)
 async def propagate(ctx: JobContext) -> None:
     user_id = str(ctx.payload["user"])
     async with ctx.db.read_session() as session:
@@ -31,28 +34,28 @@ async def propagate(ctx: JobContext) -> None:
     version = user.version
     name = user.crm_connection or ctx.config.hub.users.crm_connection
     if name is None or ctx.config.connection(name) is None or ctx.outbound is None:
-        await _record(
-            ctx.db,
-            user_id,
-            version,
-            state="failed",
-            error=f"no CRM connection {name!r} is configured",
-        )
+        error = f"no CRM connection {name!r} is configured"
+        ctx.on_outcome(_recorder(user_id, version, lambda _: "failed", error=error))
         return
     desired = crm_fields(user)
     crm = crm_client(ctx.outbound, ctx.config, name, mode="job")
     try:
         contact_id = await _push(crm, user, desired, ctx.config.hub.users.create_missing)
     except TerminalError as exc:
-        await _record(ctx.db, user_id, version, state="failed", error=_describe(exc))
+        ctx.on_outcome(_recorder(user_id, version, lambda _: "failed", error=_describe(exc)))
         raise
     except Exception as exc:  # transient (or a bug): retried until the job's deadline
-        dead = await _past_deadline(ctx.db, ctx.id)
-        await _record(
-            ctx.db, user_id, version, state="dead" if dead else "pending", error=_describe(exc)
+        # The job's new state says whether it will be retried ("pending") or has run out of
+        # time ("dead"); the user's sync state follows it.
+        ctx.on_outcome(
+            _recorder(
+                user_id, version, lambda job: "dead" if job == "dead" else "pending", _describe(exc)
+            )
         )
         raise
-    await _record(ctx.db, user_id, version, state="synced", fields=desired, contact_id=contact_id)
+    ctx.on_outcome(
+        _recorder(user_id, version, lambda _: "synced", fields=desired, contact_id=contact_id)
+    )
 
 
 async def _push(crm: CrmContacts, user: User, desired: dict[str, str], create_missing: bool) -> str:
@@ -87,38 +90,36 @@ async def _push(crm: CrmContacts, user: User, desired: dict[str, str], create_mi
     return contact_id
 
 
-async def _record(
-    db: Database,
+def _recorder(
     user_id: str,
     version: int,
-    *,
-    state: str,
+    state: Callable[[str | None], str],
     error: str | None = None,
+    *,
     fields: dict[str, str] | None = None,
     contact_id: str | None = None,
-) -> None:
-    """Record a run's outcome. If the user changed meanwhile, its state stays ``pending``: the
-    newer change has its own job queued."""
-    values: dict[str, Any] = {
-        "sync_state": case((User.version == version, state), else_="pending"),
-        "sync_attempts": User.sync_attempts + 1,
-        "last_error": error,
-    }
-    if state == "synced":
-        values |= {
-            "synced_version": version,
-            "synced_fields": fields,
-            "crm_contact_id": contact_id,
-            "synced_at": utcnow(),
+) -> OutcomeWrite:
+    """The run's record on the user, written with the job's outcome (``state`` maps the job's
+    new state to the user's sync state). If the user changed meanwhile, its state stays
+    ``pending``: the newer change has its own job queued."""
+
+    async def write(session: AsyncSession, job_state: str | None) -> None:
+        sync_state = state(job_state)
+        values: dict[str, Any] = {
+            "sync_state": case((User.version == version, sync_state), else_="pending"),
+            "sync_attempts": User.sync_attempts + 1,
+            "last_error": error,
         }
-    async with db.session() as session:
+        if sync_state == "synced":
+            values |= {
+                "synced_version": version,
+                "synced_fields": fields,
+                "crm_contact_id": contact_id,
+                "synced_at": utcnow(),
+            }
         await session.execute(update(User).where(User.id == user_id).values(**values))
 
-
-async def _past_deadline(db: Database, job_id: int) -> bool:
-    async with db.read_session() as session:
-        deadline = await session.scalar(select(Job.deadline).where(Job.id == job_id))
-    return deadline is not None and utcnow() >= deadline
+    return write
 
 
 def _describe(exc: BaseException) -> str:
