@@ -118,6 +118,23 @@ async def test_patch_answers_at_once_and_the_crm_follows(
     assert done["sync"]["lastError"] is None and done["sync"]["syncedAt"] is not None
 
 
+async def test_concurrent_patches_each_answer_with_their_own_change(
+    client: httpx.AsyncClient,
+) -> None:
+    """Concurrent PATCHes share a transaction; each still answers with the user as its own
+    change left it, and the last one applied is what the user holds."""
+    names = [f"n{i}" for i in range(20)]
+    answers = await asyncio.gather(
+        *(
+            client.patch("/users/same", json={"email": "same@example.com", "firstName": name})
+            for name in names
+        )
+    )
+    assert [a.json()["firstName"] for a in answers] == names
+    final = (await client.get("/users/same")).json()
+    assert final["firstName"] in names and final["email"] == "same@example.com"
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [

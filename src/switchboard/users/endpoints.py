@@ -17,15 +17,17 @@ router = APIRouter(prefix="/users", tags=["users"], dependencies=Authenticated)
 UserId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
-def _writer(request: Request) -> BatchWriter[service.Change, User]:
+def _writer(request: Request) -> BatchWriter[service.Change, service.UserState]:
     """Concurrent PATCHes share one transaction (group commit, ``switchboard.batching``)."""
-    writer: BatchWriter[service.Change, User] | None = getattr(
+    writer: BatchWriter[service.Change, service.UserState] | None = getattr(
         request.app.state, "users_writer", None
     )
     if writer is None:
         users = request.app.state.config.hub.users
 
-        async def apply(session: AsyncSession, changes: list[service.Change]) -> list[User]:
+        async def apply(
+            session: AsyncSession, changes: list[service.Change]
+        ) -> list[service.UserState]:
             return await service.apply_changes(
                 session,
                 changes,

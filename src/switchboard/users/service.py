@@ -8,11 +8,11 @@ never overwrite a newer one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.db import lock_keys, utcnow
@@ -43,26 +43,71 @@ class Change:
     values: dict[str, Any]  # email always; firstName/lastName when the caller sent them
 
 
+@dataclass
+class UserState:
+    """A user as a PATCH leaves it (what the response shows), without an ORM object."""
+
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    sync_state: str
+    sync_attempts: int
+    last_error: str | None
+    synced_at: datetime | None
+    crm_contact_id: str | None
+
+
+_WRITTEN = (  # what a change writes to an existing user
+    "email",
+    "first_name",
+    "last_name",
+    "updated_at",
+    "version",
+    "sync_state",
+    "sync_attempts",
+    "last_error",
+)
+# Built once: a new statement per batch cost more than the writes (see jobs.queue._upsert).
+_TABLE = cast(Table, User.__table__)  # Core, not ORM: a list of rows is one executemany
+_INSERT = insert(_TABLE)
+_STATE = [_TABLE.c[f.name] for f in fields(UserState)]
+_UPDATE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values({name: bindparam(name) for name in _WRITTEN})
+)
+
+
 async def apply_changes(
     session: AsyncSession,
     changes: list[Change],
     *,
     crm_connection: str | None,
     retry_for: timedelta,
-) -> list[User]:
-    """Upsert users (in order) and enqueue their propagation; the caller owns the transaction."""
+) -> list[UserState]:
+    """Upsert users (in order) and enqueue their propagation; the caller owns the transaction.
+
+    Plain statements rather than the ORM: one select of the users, one ``executemany`` insert
+    of the new ones and one of the changed ones (the ORM's unit of work was most of a batch)."""
     ids = {c.user_id for c in changes}
     # Another process may be changing the same users: without the lock both would read version
     # n and write n + 1, and the propagation of the second change would be skipped as done.
     await lock_keys(session, (job_key(user_id) for user_id in ids))
-    users = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(ids)))).all()}
+    rows = await session.execute(select(*_STATE).where(User.id.in_(ids)))
+    users = {row.id: UserState(*row) for row in rows}
+    new: set[str] = set()
+    changed: set[str] = set()
     now = utcnow()
     result = []
     jobs: list[NewJob] = []
     for change in changes:
         user = users.get(change.user_id)
         if user is None:
-            user = User(
+            user = users[change.user_id] = UserState(
                 id=change.user_id,
                 email=change.values["email"],
                 first_name=None,
@@ -72,20 +117,19 @@ async def apply_changes(
                 version=0,
                 sync_state="pending",
                 sync_attempts=0,
-                synced_version=0,
-                crm_connection=crm_connection,
+                last_error=None,
+                synced_at=None,
+                crm_contact_id=None,
             )
-            session.add(user)
-            users[user.id] = user
+            new.add(user.id)
         before = (user.email, user.first_name, user.last_name)
         user.email = change.values["email"]
-        if "firstName" in change.values:
-            user.first_name = change.values["firstName"]
-        if "lastName" in change.values:
-            user.last_name = change.values["lastName"]
+        user.first_name = change.values.get("firstName", user.first_name)
+        user.last_name = change.values.get("lastName", user.last_name)
         if (user.email, user.first_name, user.last_name) != before or user.version == 0:
             user.version += 1
             user.updated_at = now
+            changed.add(user.id)
             if crm_connection is not None:
                 user.sync_state = "pending"
                 user.sync_attempts = 0
@@ -99,13 +143,28 @@ async def apply_changes(
                         deadline=now + retry_for,
                     )
                 )
-        result.append(user)
-    await session.flush()
+        result.append(replace(user))  # each caller sees the user as its own change left it
+    if new:
+        await session.execute(
+            _INSERT,
+            [
+                asdict(users[i]) | {"synced_version": 0, "crm_connection": crm_connection}
+                for i in new
+            ],
+        )
+    if changed - new:
+        await session.execute(
+            _UPDATE,
+            [
+                {"b_id": i} | {name: getattr(users[i], name) for name in _WRITTEN}
+                for i in changed - new
+            ],
+        )
     await enqueue_many(session, jobs)
     return result
 
 
-def to_out(user: User) -> UserOut:
+def to_out(user: User | UserState) -> UserOut:
     return UserOut(
         id=user.id,
         email=user.email,
