@@ -89,12 +89,15 @@ async def test_two_workers_never_share_a_job_and_keep_per_key_order(
     db: Database, workers: Any, record: Path
 ) -> None:
     keys = [f"user-{i}" for i in range(6)]
+    first = workers("w1", SWITCHBOARD_WORKER_CONCURRENCY="4")
+    second = workers("w2", SWITCHBOARD_WORKER_CONCURRENCY="4")
+    # Both polling before the jobs appear (one worker alone can finish them all while the
+    # other is still starting), and jobs long enough that a key's run spans several polls.
+    wait_until(lambda: all("worker_started" in w.output() for w in (first, second)), timeout=30)
     async with db.session() as session:
         for seq in range(120):
             key = keys[seq % len(keys)] if seq % 4 else None  # a quarter unkeyed
-            await enqueue(session, "test.record", {"seq": seq, "sleep": 0.003}, key=key)
-    first = workers("w1", SWITCHBOARD_WORKER_CONCURRENCY="4")
-    second = workers("w2", SWITCHBOARD_WORKER_CONCURRENCY="4")
+            await enqueue(session, "test.record", {"seq": seq, "sleep": 0.02}, key=key)
 
     async def all_done() -> bool:
         return await count(db, "succeeded") == 120
