@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -22,9 +23,21 @@ _SECRET_TEXT = re.compile(
     r"([A-Za-z0-9._~+/=-]{6,})"
 )
 MASK = "***"
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def _may_hold_secret(text: str) -> bool:
+    """Every match of _SECRET_TEXT contains one of these words: a text without any is clean,
+    and checking that is several times cheaper than the expression (a log line per request)."""
+    low = text.lower()
+    return "bearer" in low or "token" in low or "secret" in low or "key" in low or "password" in low
 
 
 def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _may_hold_secret(value):
+            return value
+        return _SECRET_TEXT.sub(lambda m: m.group(1) + MASK, value)
     if isinstance(value, dict):
         return {
             k: MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _redact(v)
@@ -32,20 +45,22 @@ def _redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
-    if isinstance(value, str):
-        return _SECRET_TEXT.sub(lambda m: m.group(1) + MASK, value)
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_event_key(key: str) -> bool:
+    """Whether a top-level event key names a secret (the keys are few: cached)."""
+    return key not in ("event", "request_id") and _SECRET_KEY.search(key) is not None
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-looking keys and bearer tokens in text."""
-    for key in list(event):
-        if key == "event":
-            event[key] = _redact(event[key])
-        elif _SECRET_KEY.search(key) and key != "request_id":
+    for key, value in event.items():
+        if _secret_event_key(key):
             event[key] = MASK
-        else:
-            event[key] = _redact(event[key])
+        elif type(value) not in _PLAIN:
+            event[key] = _redact(value)
     return event
 
 
