@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Dialect, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -38,6 +41,8 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another process's transaction
+_BUSY_POLL = 0.004  # and how often it looks
 _MIGRATION_LOCK = 7_314_159_265  # pg_advisory_lock key for "switchboard migrations"
 
 
@@ -109,9 +114,12 @@ class Database:
         self.schema = schema
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
-            self.engine = create_async_engine(url, connect_args={"timeout": 30})
-            _configure_sqlite(self.engine)
-            self.write_engine = self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            # Readers and writers get their own connections: writers begin with BEGIN
+            # IMMEDIATE and wait for another process's writer their own way (_configure_sqlite).
+            self.engine = create_async_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
+            _configure_sqlite(self.engine, writer=False)
+            self.write_engine = create_async_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
+            _configure_sqlite(self.write_engine, writer=True)
         else:
             server_settings = {"application_name": "switchboard"}
             if schema:
@@ -184,6 +192,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
 
 
 def alembic_config() -> AlembicConfig:
@@ -202,7 +212,16 @@ def _run_upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, writer: bool) -> None:
+    """Connections of one process's readers (``writer=False``) or writers.
+
+    A writer that finds another process's writer holding the lock must wait. SQLite's own busy
+    handler sleeps longer and longer (up to 100 ms at a time) whatever the lock's holder does,
+    which made PATCH p99 jump to hundreds of ms with an API and a worker process on one file.
+    Writer connections instead fail fast (``busy_timeout=0``) and ``BEGIN IMMEDIATE`` retries
+    every few milliseconds, up to the usual timeout. Inside a transaction begun that way no
+    statement can meet a lock, so nothing else needs the busy handler.
+    """
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -213,7 +232,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={0 if writer else int(_BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -222,4 +241,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # close) through the DBAPI adapter; every transaction begins here.
         driver = conn.connection.driver_connection
         assert driver is not None  # an open connection
-        await_(driver.execute(conn.get_execution_options().get("sqlite_begin", "BEGIN")))
+        statement = "BEGIN IMMEDIATE" if writer else "BEGIN"
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        pause = 0.0005
+        while True:
+            try:
+                await_(driver.execute(statement))
+                return
+            except sqlite3.Error as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not (writer and busy and time.monotonic() + pause < deadline):
+                    # What SQLAlchemy raises for a failed statement (callers catch its errors).
+                    raise OperationalError(statement, None, exc) from exc
+            await_(asyncio.sleep(pause))
+            pause = min(pause * 2, _BUSY_POLL)
