@@ -4,9 +4,9 @@ last-resort 500 that never leaks internals."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -89,7 +89,7 @@ def _request_id(scope: Scope) -> str:
             if _SANE_ID.match(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex carries, at a quarter of the cost
 
 
 def _content_length(scope: Scope) -> int | None:
