@@ -84,12 +84,18 @@ def test_every_scrape_counts_the_requests_of_all_processes(
         nonlocal sent
         assert get(url, "/health").status_code == 200
         sent += 1
-        return len(health_requests_by_process(metrics_dir)) == 2
+        counts = health_requests_by_process(metrics_dir)
+        # A process writes its entry (0) when it first meets the labels, then counts.
+        return len(counts) == 2 and all(n > 0 for n in counts.values())
+
+    def all_counted() -> bool:  # a request is counted just after its response is sent
+        return sum(health_requests_by_process(metrics_dir).values()) >= sent
 
     wait_until(both_served, timeout=30, interval=0)
+    wait_until(all_counted, timeout=10)
     per_process = health_requests_by_process(metrics_dir)
     total = sum(per_process.values())  # plus wait_healthy's probe(s)
-    assert total >= sent and max(per_process.values()) < total
+    assert max(per_process.values()) < total
 
     # Each process alone saw only part of the requests; every scrape shows all of them.
     for _ in range(10):
