@@ -71,6 +71,22 @@ async def test_hubspot_changes_reach_the_store_through_webhooks(
     assert stats.get("failed", 0) == 0
 
 
+async def test_a_merge_refreshes_the_primary_and_deletes_the_merged_contacts(
+    hubspot: HubSpotSimulator, hub_url: str, sync_now: SyncNow, client: httpx.AsyncClient
+) -> None:
+    hubspot.store.seed(3)
+    await sync_now()
+    hubspot.webhooks.configure(url=hub_url + "/webhooks/hubspot")
+    hubspot.ui_merge(1, 2)  # contact.merge: objectId 1, mergedObjectIds [2]
+
+    async def caught_up() -> bool:
+        return hub_view(await all_contacts(client)) == simulator_view(hubspot)
+
+    await eventually(caught_up, timeout=15)
+    items = {i["externalId"]: i for i in await all_contacts(client, include_deleted="true")}
+    assert items["2"]["deletedAt"] is not None and items["1"]["deletedAt"] is None
+
+
 async def test_signature_accept_reject_stale_and_replay(
     hubspot: HubSpotSimulator,
     hub_url: str,

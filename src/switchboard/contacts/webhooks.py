@@ -78,6 +78,13 @@ def hubspot_events(body: bytes) -> list[Event]:
             str(item.get(k)) for k in ("subscriptionId", "eventId", "objectId", "occurredAt")
         )
         events.append(Event(f"event:{kind}:{key}", str(item["objectId"]), occurred, item))
+        if kind == "contact.merge":
+            # objectId is the contact that remains; the merged ones are archived in HubSpot
+            # (their refresh finds them archived and deletes them here).
+            merged = item.get("mergedObjectIds")
+            for other in merged if isinstance(merged, list) else []:
+                if str(other) != str(item["objectId"]):
+                    events.append(Event(f"event:{kind}:{key}:{other}", str(other), occurred, item))
     return events
 
 
