@@ -33,10 +33,12 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Durable jobs.")
 report_app = typer.Typer(no_args_is_help=True, help="Reports.")
+credentials_app = typer.Typer(no_args_is_help=True, help="Stored credentials.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(report_app, name="report")
+app.add_typer(credentials_app, name="credentials")
 
 log = structlog.get_logger("switchboard.cli")
 T = TypeVar("T")
@@ -233,6 +235,29 @@ def report_tasks(
 
     for path in run_db(config, main):
         typer.echo(str(path))
+
+
+@credentials_app.command("rekey")
+def credentials_rekey() -> None:
+    """Re-encrypt stored credentials under SWITCHBOARD_SECRET_KEY (the key rotation's last step).
+
+    Set the new key in SWITCHBOARD_SECRET_KEY and the old one in SWITCHBOARD_SECRET_KEY_PREVIOUS
+    (running processes keep working with both), run this, then drop the old key.
+    """
+    from switchboard.credentials import SecretKeyError, load_secret_box, rekey
+
+    config = load()
+    box = load_secret_box(config.settings)
+
+    async def main(db: Database) -> int:
+        async with db.session() as session:
+            return await rekey(session, box, config)
+
+    try:
+        count = run_db(config, main)
+    except SecretKeyError:
+        fail("a stored credential decrypts with none of the keys: nothing was changed", code=1)
+    typer.echo(f"re-encrypted {count} credential(s) under the current key")
 
 
 @jobs_app.command("list")

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Key that encrypts stored credentials; generated into data_dir if unset."
     )
+    secret_key_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Earlier secret keys, comma-separated: they still decrypt, never encrypt "
+        "(key rotation; `switchboard credentials rekey` re-encrypts under the current key).",
+    )
     data_dir: Path = Field(Path("."), description="Where generated files (secret key) live.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(
@@ -162,7 +167,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds an open breaker waits before one probe call."
     )
 
-    _split_keys = field_validator("api_keys", "job_modules", mode="before")(_split_csv)
+    _split_keys = field_validator("api_keys", "job_modules", "secret_key_previous", mode="before")(
+        _split_csv
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,7 @@ from switchboard.credentials._errors import (
     NeedsReauthorization,
 )
 from switchboard.credentials._oauth2 import OAuth2Tokens
+from switchboard.credentials._rekey import rekey
 from switchboard.credentials._simple import ClientCredentials, NangoToken, StaticToken
 from switchboard.db import Database
 
@@ -51,6 +52,7 @@ __all__ = [
     "StaticToken",
     "TokenProvider",
     "load_secret_box",
+    "rekey",
     "token_provider",
 ]
 

@@ -72,7 +72,9 @@ class OAuth2Tokens:
         self._clock = clock
         self._lease = timedelta(seconds=lease_seconds)
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._fingerprint = box.fingerprint(auth.refresh_token.get_secret_value())
+        # Under every key (rotation): a fingerprint made with an earlier key still matches.
+        self._fingerprints = box.fingerprints(auth.refresh_token.get_secret_value())
+        self._fingerprint = self._fingerprints[0]
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._use_until = 0.0
@@ -97,7 +99,7 @@ class OAuth2Tokens:
     async def status(self) -> CredentialStatus:
         async with self._db.read_session() as session:
             row = await session.get(Credential, self.connection)
-        if row is None or row.config_fingerprint != self._fingerprint:
+        if row is None or row.config_fingerprint not in self._fingerprints:
             return CredentialStatus(type="oauth2", state="unused")
         if row.needs_reauth:
             return CredentialStatus(type="oauth2", state="needs_reauth", detail=row.reauth_reason)
@@ -203,11 +205,13 @@ class OAuth2Tokens:
                 Credential, self.connection, with_for_update=True, populate_existing=True
             )
             assert row is not None
-        elif row.config_fingerprint != self._fingerprint:
+        elif row.config_fingerprint not in self._fingerprints:
             # The operator put a new refresh token in the file: that is a re-authorisation.
             for key, value in self._initial().items():
                 setattr(row, key, value)
             log.info("credentials_reset_from_config", connection=self.connection)
+        elif row.config_fingerprint != self._fingerprint:
+            row.config_fingerprint = self._fingerprint  # same token, an earlier secret key
         return row
 
     def _initial(self) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""Secret key rotation: re-encrypt every stored credential under the current key."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.config import Config, OAuth2Auth
+from switchboard.credentials._crypto import SecretBox
+from switchboard.db import utcnow
+from switchboard.models import Credential
+
+
+async def rekey(session: AsyncSession, box: SecretBox, config: Config) -> int:
+    """Rewrite every ``credentials`` row under ``box``'s current key (its tokens and the
+    fingerprint of the configured refresh token); returns the rows rewritten.
+
+    Run with the new key in ``SWITCHBOARD_SECRET_KEY`` and the old one in
+    ``SWITCHBOARD_SECRET_KEY_PREVIOUS``; afterwards the old key can go. A row that no key
+    decrypts raises :class:`SecretKeyError` and nothing is written (the caller's transaction)."""
+    rows = (await session.scalars(select(Credential).with_for_update())).all()
+    for row in rows:
+        row.refresh_token = box.rotate(row.refresh_token)
+        if row.access_token is not None:
+            row.access_token = box.rotate(row.access_token)
+        conn = config.connection(row.connection)
+        auth = getattr(conn, "auth", None)
+        if isinstance(auth, OAuth2Auth):
+            configured = auth.refresh_token.get_secret_value()
+            if row.config_fingerprint in box.fingerprints(configured):
+                row.config_fingerprint = box.fingerprint(configured)
+        row.updated_at = utcnow()
+    return len(rows)
