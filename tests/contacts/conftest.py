@@ -43,9 +43,16 @@ def acme(box: Sandbox) -> AcmeSimulator:
 
 
 @pytest.fixture
-def hub_config(box: Sandbox) -> HubConfig:
+def archived_interval() -> str | None:
+    return None  # the default: every HubSpot sync lists archived contacts
+
+
+@pytest.fixture
+def hub_config(box: Sandbox, archived_interval: str | None) -> HubConfig:
     data = zero_config(box.urls)
     data["connections"]["acme"].pop("rate_limit")
+    if archived_interval is not None:
+        data["connections"]["hubspot"]["archived_interval"] = archived_interval
     return HubConfig.model_validate(data)
 
 

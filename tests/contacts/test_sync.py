@@ -72,6 +72,31 @@ async def test_incremental_sync_picks_up_edits_creations_and_deletions(
     assert tomb["deletedAt"] is not None and tomb["email"] is not None  # ...but followable
 
 
+@pytest.mark.parametrize("archived_interval", ["1h"])
+async def test_archived_contacts_are_listed_at_most_every_archived_interval(
+    hubspot: HubSpotSimulator, sync_now: SyncNow, client: httpx.AsyncClient
+) -> None:
+    def archived_listings() -> int:
+        return sum(
+            1 for e in hubspot.log.entries() if e["path"] == LIST and "archived=true" in e["query"]
+        )
+
+    hubspot.store.seed(30)
+    hubspot.ui_delete(3)
+    await sync_now()
+    assert archived_listings() == 1
+    hubspot.ui_delete(4)
+    _, result, _ = await sync_now()  # within the hour: no listing, the deletion waits
+    assert archived_listings() == 1 and result.detail["archived_listed"] is False
+    deleted = {i["externalId"] for i in await all_contacts(client, include_deleted="true")} - {
+        i["externalId"] for i in await all_contacts(client)
+    }
+    assert deleted == {"3"}
+    _, result, _ = await sync_now(full=True)  # a full sync always lists them
+    assert archived_listings() == 2 and result.deleted >= 1
+    assert "4" not in {i["externalId"] for i in await all_contacts(client)}
+
+
 # The property under test is HubSpot's paging (51 searches at 5/s take 10 s), not storage: one
 # backend is enough.
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -17,8 +17,9 @@ HubSpot streams (``contact_cursors.stream``):
   contact leaves the window mid-run (edited again after the run started), which would skip the
   contact that slid into the gap. So the 10,000 window is never reached either. Search has its
   own 5 requests/s budget.
-* ``archived`` ``{"after"}`` — HubSpot's search never shows deletions, so every run lists
-  ``archived=true`` and stores tombstones (webhooks make them faster).
+* ``archived`` ``{"after", "started_ms"}`` while listing, ``{"done_ms"}`` after — HubSpot's
+  search never shows deletions, so a run lists ``archived=true`` and stores tombstones: every
+  run, or at most every ``archived_interval`` (webhooks report deletions sooner).
 
 Mapped CRMs have no change feed: every run lists every page (``{"page", "seen"}``) and
 tombstones the contacts it did not see, each confirmed missing by a ``GET`` first (a page shift
@@ -94,8 +95,16 @@ async def sync_hubspot(ctx: SyncContext) -> SyncResult:
     else:
         mode = "incremental"
         await _hubspot_search(ctx, client, properties, state[SEARCH], counts)
-    await _hubspot_archived(ctx, client, properties, state.get(ARCHIVED), counts)
-    return counts.result(mode=mode)
+    archived = state.get(ARCHIVED) or {}
+    listed_ms = archived.get("done_ms")
+    due = (
+        conn.archived_interval is None
+        or listed_ms is None
+        or _now_ms() - listed_ms >= conn.archived_interval.total_seconds() * 1000
+    )
+    if due or archived.get("after"):  # due, or an interrupted listing to finish
+        await _hubspot_archived(ctx, client, properties, archived, counts)
+    return counts.result(mode=mode, archived_listed=due or bool(archived.get("after")))
 
 
 async def _hubspot_full(
@@ -182,16 +191,18 @@ async def _hubspot_archived(
     counts: _Counts,
 ) -> None:
     after = (cursor or {}).get("after")
+    started_ms = (cursor or {}).get("started_ms") or _now_ms()
     while True:
         page = await client.list_page(properties=properties, after=after, archived=True)
         contacts = [from_record(r, ctx.name) for r in page["results"]]
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         async with ctx.db.session() as session:
             counts.deleted += await service.store(session, ctx.name, contacts, deleted=True)
-            if after:
-                await service.save_cursor(session, ctx.name, ARCHIVED, {"after": after})
-            else:
-                await service.drop_cursors(session, ctx.name, [ARCHIVED])
+            # In progress: where to resume. Done: when it started (archived_interval counts
+            # from there: deletions after that start may not have been seen).
+            done = {"done_ms": started_ms}
+            progress = {"after": after, "started_ms": started_ms}
+            await service.save_cursor(session, ctx.name, ARCHIVED, progress if after else done)
         counts.pages += 1
         if not after:
             return
