@@ -241,10 +241,20 @@ async def test_jobs_page_and_replay(client: httpx.AsyncClient, db: Database) -> 
         assert job is not None and job.state == "pending" and job.attempts == 0
     detail = await client.get(r.headers["location"])
     assert "was replayed" in detail.text and 'data-state="pending"' in detail.text
-    # Only dead jobs replay.
-    r = await client.post(f"/console/jobs/{dead}/replay", data={"csrf": csrf_of(page)})
-    assert r.status_code == 409
-    assert (await client.get("/console/jobs/999999")).status_code == 404
+    # Only dead jobs replay: the refusal is a page with the reason and a way back.
+    r = await client.post(
+        f"/console/jobs/{dead}/replay",
+        data={"csrf": csrf_of(page)},
+        headers={"Referer": f"http://hub/console/jobs/{dead}"},
+    )
+    assert r.status_code == 409 and r.headers["content-type"].startswith("text/html")
+    assert "409 · Conflict" in r.text and "only dead jobs can be retried" in r.text
+    assert f'href="/console/jobs/{dead}"' in r.text
+    missing = await client.get("/console/jobs/999999")
+    assert missing.status_code == 404 and "404 · Not Found" in missing.text
+    assert 'href="/console"' in missing.text  # no console referer: back to the console
+    bad_id = await client.get("/console/jobs/not-a-number")
+    assert bad_id.status_code == 422 and "not valid" in bad_id.text
 
 
 async def test_tasks_chart_counts_windows_and_escapes_content(

@@ -5,17 +5,20 @@ job) that are ordinary form posts protected against cross-site requests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from switchboard.config import parse_duration
@@ -24,7 +27,7 @@ from switchboard.console import service as console
 from switchboard.console.security import Session
 from switchboard.contacts import service as contacts_service
 from switchboard.deps import CurrentConfig, DbSession, get_config
-from switchboard.errors import BadRequest, NotFound
+from switchboard.errors import AppError, BadRequest, NotFound
 from switchboard.jobs import queue
 from switchboard.jobs import service as jobs_service
 from switchboard.models import Job, User
@@ -64,7 +67,32 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sampler
 
 
-router = APIRouter(prefix="/console", include_in_schema=False, lifespan=_lifespan)
+class ConsoleRoute(APIRoute):
+    """Console routes answer errors with a page, not the API's JSON body: an operator who
+    replays a job that is no longer dead, or follows a stale link, sees what happened and a way
+    back. Redirects (the login) pass through."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except AppError as exc:
+                return error_page(request, exc.status_code, exc.message, exc.headers)
+            except HTTPException as exc:
+                if exc.status_code < 400:
+                    raise
+                return error_page(request, exc.status_code, str(exc.detail), exc.headers)
+            except RequestValidationError:
+                return error_page(request, 422, "The address or form is not valid.", None)
+
+        return handler
+
+
+router = APIRouter(
+    prefix="/console", include_in_schema=False, lifespan=_lifespan, route_class=ConsoleRoute
+)
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -142,6 +170,30 @@ def render(
     )
     if session is not None and session.cookie is not None:
         security.set_cookie(request, response, session.cookie)
+    return response
+
+
+def error_page(
+    request: Request, status_code: int, message: str, headers: Mapping[str, str] | None
+) -> HTMLResponse:
+    keys = get_config(request).api_keys
+    session = security.read_session(request.cookies.get(security.COOKIE), keys)
+    back = "/console"
+    referer = request.headers.get("referer", "")
+    if referer.startswith(f"{request.base_url}console"):  # same site, console pages only
+        back = referer.removeprefix(str(request.base_url).rstrip("/"))
+    response = render(
+        request,
+        "error.html",
+        session,
+        status_code=status_code,
+        page="error",
+        heading=f"{status_code} · {HTTPStatus(status_code).phrase}",
+        message=message,
+        back=back,
+    )
+    for name, value in (headers or {}).items():
+        response.headers.setdefault(name, value)
     return response
 
 
