@@ -5,6 +5,8 @@
 1. PATCH /users throughput and latency while the CRM is rate limited: the HubSpot simulator
    (in this process) at HubSpot's real limit (100 requests / 10 s), `switchboard serve` on SQLite
    with its embedded runtime propagating, wrk posting PATCHes over 5,000 users.
+   Then, with thousands of CRM updates still queued, how soon a job of another kind (a sync
+   of the connection) starts: the per-kind cap ([users] concurrency) keeps slots free for it.
 2. Propagation lag when the CRM is healthy: one PATCH every 20 ms; lag = syncedAt - updatedAt.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -72,6 +75,26 @@ async def lag(base: str, users: int) -> list[float]:
     return lags
 
 
+def other_kind_start(base: str, database: Path) -> tuple[float, int]:
+    """How long a job of another kind (a sync of the CRM connection) waits to start while
+    thousands of users' CRM updates are queued and waiting for the rate budget: the per-kind cap
+    keeps worker slots free for it. Returns (ms from the request to the job's start, updates
+    pending then)."""
+    with sqlite3.connect(database) as conn:
+        (pending,) = conn.execute(
+            "SELECT count(*) FROM jobs WHERE kind = 'users.propagate' AND state = 'pending'"
+        ).fetchone()
+    asked = time.time()
+    job = httpx.post(f"{base}/connections/hubspot/sync", timeout=30).json()["job_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = httpx.get(f"{base}/admin/jobs/{job}", timeout=30).json()["started_at"]
+        if started is not None:
+            return (datetime.fromisoformat(started).timestamp() - asked) * 1000, int(pending)
+        time.sleep(0.01)
+    raise RuntimeError(f"sync job {job} did not start within 120 s")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -113,6 +136,17 @@ async def main() -> None:
                         ]
                     )
                     print(rows[-1], flush=True)
+                lag_ms, pending = other_kind_start(base, tmp / "switchboard.db")
+                rows.append(
+                    [
+                        f"a HubSpot sync asked for behind {pending:,} queued CRM updates, {layout}",
+                        "",
+                        "",
+                        "",
+                        f"started after {lag_ms:.0f} ms",
+                    ]
+                )
+                print(rows[-1], flush=True)
             finally:
                 for process in (proc, worker):
                     if process is not None:
