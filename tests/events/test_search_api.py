@@ -15,12 +15,10 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from starlette.datastructures import QueryParams
 
 from switchboard.app import create_app
 from switchboard.config import Config
 from switchboard.db import Database
-from switchboard.events.endpoints import query_parameters
 from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import FEVER_DIR, SyncNow
 from tests.support import API_KEY, eventually
@@ -226,19 +224,3 @@ async def test_schemathesis_finds_no_failure(
 
     await asyncio.to_thread(run, GenerationMode.POSITIVE)
     await asyncio.to_thread(run, GenerationMode.NEGATIVE)
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"",
-        b"starts_at=2021-09-10T12:00:00Z&ends_at=2021-09-11T02:24:00Z",
-        b"starts_at=2021-09-10T12%3A00%3A00%2B02%3A00",
-        b"starts_at=2021-09-10T12:00:00+02:00",
-        b"a=1&a=2&b=&c&&=x",
-        b"x=%E2%82%AC+y&z=%ZZ",
-        "starts_at=caf\u00e9".encode("latin-1"),
-    ],
-)
-def test_query_string_is_read_as_starlette_reads_it(raw: bytes) -> None:
-    assert query_parameters(raw) == dict(QueryParams(raw))

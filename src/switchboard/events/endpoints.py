@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from urllib.parse import unquote_plus
 
 import structlog
 from fastapi import APIRouter, Request
@@ -54,23 +53,6 @@ def parse_instant(raw: str | None, name: str) -> float | None:
         ) from None
 
 
-def query_parameters(raw: bytes) -> dict[str, str]:
-    """The query string as ``{name: value}`` (a repeated name: the last value), as Starlette's
-    ``request.query_params`` reads it but without building its multi-dict: that was a quarter of
-    this endpoint's time."""
-    params: dict[str, str] = {}
-    if not raw:
-        return params
-    for part in raw.decode("latin-1").split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            name, value = unquote_plus(name), unquote_plus(value)
-        params[name] = value
-    return params
-
-
 @router.get(
     "/search",
     operation_id="searchEvents",
@@ -87,7 +69,7 @@ async def search(request: Request) -> Response:
     """Plans that start at or after ``starts_at`` and end at or before ``ends_at`` (both
     optional), from the hub's own store: it never calls the provider."""
     # Parsed here rather than by FastAPI: the contract wants its own 400 envelope, not a 422.
-    params = query_parameters(request.scope["query_string"])
+    params = request.query_params
     try:
         starts_at = parse_instant(params.get("starts_at"), "starts_at")
         ends_at = parse_instant(params.get("ends_at"), "ends_at")
