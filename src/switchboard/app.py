@@ -79,9 +79,9 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
         access_log=settings.access_log,
     )
     _install_error_handlers(app)
-    app.include_router(health_router)
     for router in features.routers():
         app.include_router(router)
+    app.include_router(health_router)  # last: probes and scrapes are not the hot path
     return app
 
 
