@@ -173,7 +173,7 @@ async def main() -> None:
             proc.wait(timeout=30)
     print(
         append(
-            "Users → CRM (bench/users.py), SQLite, one API process with embedded runtime",
+            "Users → CRM (bench/users.py), SQLite: embedded runtime, and API + worker process",
             f"python -m bench.users --seconds {args.seconds} --lag-users {args.lag_users}",
             ["load", "accepted/s", "p50", "p99", "notes"],
             rows,
