@@ -21,15 +21,13 @@ from switchboard.db import Database
 from switchboard.events.index import index_for
 from switchboard.events.versions import current_version
 from switchboard.http import Outbound
-from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings
+from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings, find_fever_dir
 from switchboard.sandbox.server import Sandbox
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult
 from tests.support import API_KEY, Backend, eventually, make_settings
 
-FEVER_DIR = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "providers" / "fever"
-).resolve()
+FEVER_DIR = find_fever_dir()
 CONNECTION = "events"
 
 

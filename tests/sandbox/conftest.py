@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-# The shared provider facts live beside the repository, never inside it.
-FEVER_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "providers" / "fever"
+from switchboard.sandbox.events import find_fever_dir
+
+# The provider's sample feeds, shipped as package data of the simulator.
+FEVER_DIR = find_fever_dir()
 
 
 @dataclass

@@ -32,7 +32,7 @@ def sandbox(
     ] = None,
     fever_dir: Annotated[
         Path | None,
-        typer.Option(help="shared/providers/fever (default: found beside the working directory)."),
+        typer.Option(help="Folder of sample feeds (default: the provider's samples, shipped)."),
     ] = None,
     webhook_url: Annotated[
         str | None, typer.Option(help="HubSpot webhook subscriber URL (e.g. the hub's).")

@@ -35,18 +35,13 @@ from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMi
 
 Dialect = Literal["planList", "eventList"]
 FEED_PATH = "/api/events"
-# The provider's 503 body (``fever/provider_503.json``), for when the shared files are absent.
+# The provider's 503 body (``fever/provider_503.json``), for a ``fever_dir`` without it.
 UNAVAILABLE_BODY = {"detail": "Event API is not available at the moment. Come back later"}
 
 
-def find_fever_dir(start: Path | None = None) -> Path | None:
-    """The shared ``providers/fever`` folder: beside the working directory, or the repository."""
-    repo_root = Path(__file__).resolve().parents[3]
-    for base in (start or Path.cwd(), repo_root):
-        candidate = (base / ".." / "shared" / "providers" / "fever").resolve()
-        if (candidate / "planList").is_dir():
-            return candidate
-    return None
+def find_fever_dir() -> Path:
+    """The provider's sample feeds and OpenAPI document, shipped inside this package."""
+    return Path(__file__).resolve().parent / "fever"
 
 
 class FeedSettings(BaseModel):
@@ -184,8 +179,8 @@ class EventFeedSimulator:
             folder = self.fever_dir
             if folder is None or not (folder / settings.dialect).is_dir():
                 raise FileNotFoundError(
-                    f"sample feeds not found (fever_dir={folder}); pass fever_dir= pointing at "
-                    "shared/providers/fever, or use mode='generated'"
+                    f"sample feeds not found (fever_dir={folder}); pass a folder laid out like "
+                    "switchboard/sandbox/fever, or use mode='generated'"
                 )
         return settings
 

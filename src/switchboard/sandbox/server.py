@@ -92,10 +92,8 @@ class Sandbox:
             )
             apps["acme"] = self.acme.app
         if "events" in self.names:
-            folder = fever_dir if fever_dir is not None else find_fever_dir()
-            mode = "samples" if folder is not None else "generated"
             self.events = EventFeedSimulator(
-                FeedSettings(mode=mode, seed=seed), fever_dir=folder, faults=faults
+                FeedSettings(seed=seed), fever_dir=fever_dir or find_fever_dir(), faults=faults
             )
             apps["events"] = self.events.app
         if "todo" in self.names:
