@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from switchboard import __version__, features
+from switchboard import __version__, docs, features
 from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
 from switchboard.db import Database
 from switchboard.errors import AppError
@@ -71,6 +71,8 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
         version=__version__,
         description="One clean, fast, reliable internal API over CRMs, feeds and webhook sources.",
         lifespan=lifespan,
+        docs_url=None,  # served by switchboard.docs from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.config = config
     app.add_middleware(
@@ -82,6 +84,7 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
     for router in features.routers():
         app.include_router(router)
     app.include_router(health_router)  # last: probes and scrapes are not the hot path
+    docs.install(app)
     return app
 
 
