@@ -25,7 +25,7 @@ OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 
 def install(app: FastAPI) -> None:
     """Add ``/``, ``/docs``, ``/redoc`` and their assets (the app is built with
-    ``docs_url=None, redoc_url=None``). Added after the API's routers: none of this is a hot path."""
+    ``docs_url=None, redoc_url=None``). Added after the API's routers: none of this is hot."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
