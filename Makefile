@@ -1,29 +1,37 @@
-# Two commands: `make run` and `make test`. Both create .venv on first use.
+# Two commands: `make run` and `make test`. Both create .venv on first use; `make run` installs
+# only what the hub needs to run, `make test` adds the test and lint tools.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: run test lint fmt bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	@touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-run: $(STAMP)
-	$(BIN)/switchboard serve
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	@touch $(RUN_STAMP)
 
-test: $(STAMP)
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	@touch $(RUN_STAMP) $(DEV_STAMP)
+
+run: $(RUN_STAMP)
+	$(BIN)/switchboard serve $(ARGS)
+
+test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-fmt: $(STAMP)
+fmt: $(DEV_STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 

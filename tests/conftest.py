@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-* ``database_url`` runs a test once per backend: SQLite always, PostgreSQL too when
-  ``SWITCHBOARD_TEST_DATABASE_URL`` is set (each test gets its own schema, dropped afterwards).
-  With ``CI=true`` a missing PostgreSQL URL is an error, never a silent skip.
+* ``backend`` runs a test once per database: SQLite always, PostgreSQL too when
+  ``SWITCHBOARD_TEST_DATABASE_URL`` is set or a local PostgreSQL answers (``tests/tiers.py``;
+  each test gets its own schema, dropped afterwards). With ``CI=true`` a missing PostgreSQL is an
+  error, never a silent skip; otherwise the run ends with a line per tier it left out.
 * ``settings`` / ``config`` / ``app`` / ``client``: a migrated database and the app, driven
   black-box through HTTP (httpx over ASGI, with the lifespan running).
 * ``asgi_server``: serve any ASGI app on a real loopback port (for outbound-HTTP tests and the
@@ -26,15 +27,39 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from switchboard.app import create_app
 from switchboard.config import Config, HubConfig, Settings
 from switchboard.db import Database
+from tests import tiers
 from tests.support import API_KEY, Backend, make_settings
 
-PG_URL = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL")
+# Decided at import, before any test module reads the variable (and before pytest-xdist starts
+# its workers, which inherit it): the suite's own database on a local PostgreSQL, if one answers.
+PG_URL = os.environ.get(tiers.ENV)
+CREATED_PG_URL: str | None = None
+if not PG_URL and not tiers.is_ci():
+    PG_URL = CREATED_PG_URL = tiers.create_local_database()
+    if PG_URL:
+        os.environ[tiers.ENV] = PG_URL
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("CI", "").lower() == "true" and not PG_URL:
-        raise pytest.UsageError("CI=true requires SWITCHBOARD_TEST_DATABASE_URL (PostgreSQL)")
+    if tiers.is_ci() and not PG_URL:
+        raise pytest.UsageError(f"CI=true requires {tiers.ENV} (PostgreSQL)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if CREATED_PG_URL and not hasattr(config, "workerinput"):
+        tiers.drop_local_database(CREATED_PG_URL)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
+    if CREATED_PG_URL:
+        terminalreporter.write_line(f"PostgreSQL tier: on the local server ({CREATED_PG_URL})")
+    for gap in tiers.left_out(PG_URL):
+        terminalreporter.write_line(
+            f"NOT RUN: {gap.tier} tier: {gap.why}. Run it with: {gap.command}", yellow=True
+        )
 
 
 @pytest.fixture(params=BACKENDS)
