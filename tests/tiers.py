@@ -57,7 +57,7 @@ def create_local_database() -> str | None:
     name = f"switchboard_test_{uuid.uuid4().hex[:10]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except Exception:  # noqa: BLE001 - any refusal means "no usable local PostgreSQL"
+    except Exception:  # any refusal (auth, permissions) means "no usable local PostgreSQL"
         return None
     return f"postgresql+asyncpg://postgres@{LOCAL_PG[0]}:{LOCAL_PG[1]}/{name}"
 
