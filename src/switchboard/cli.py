@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import structlog
 import typer
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from switchboard.config import (
     SANDBOX_URLS_ENV,
@@ -46,9 +50,65 @@ T = TypeVar("T")
 EXIT_CONFIG = 2
 
 
+class _Options:
+    debug = False  # --debug: start-up failures show their traceback too
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of start-up failures.")
+    ] = False,
+) -> None:
+    _Options.debug = debug
+
+
 def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Exit 2 naming the address when ``host:port`` cannot be bound (checked before anything
+    else starts, so a taken port does not leave simulators or migrations half started)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        fail(f"cannot listen on {host}:{port} (--host): {exc}")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            fail(f"cannot listen on {host}:{port} (--host/--port): {reason}")
+
+
+def database_problem(exc: BaseException) -> str:
+    """The cause of a failed connection, in a few words (the driver's own message)."""
+    cause: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        cause = exc.orig
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(cause, socket.gaierror):
+        return "unknown host name"
+    if isinstance(cause, TimeoutError):
+        return "connection timed out"
+    text = (str(cause) or type(cause).__name__).splitlines()[0]
+    if "unable to open database file" in text:
+        text += " (does its folder exist, and may this user write there?)"
+    return text[:300]
+
+
+async def check_database(db: Database) -> None:
+    """Connect, and on SQLite take the write lock once: fails early, with the driver's error,
+    when the database is unreachable, missing, or (SQLite) not writable."""
+    await db.ping()
+    if db.is_sqlite:
+        async with db.write_engine.begin():  # BEGIN IMMEDIATE (see db._configure_sqlite)
+            pass
 
 
 def load() -> Config:
@@ -66,15 +126,42 @@ def open_db(config: Config) -> Database:
     return Database(s.database_url, schema=s.database_schema, pool_size=s.database_pool_size)
 
 
+class _DatabaseUnusable(Exception):
+    pass
+
+
+def _check_sqlite_folder(url: str) -> None:
+    # Before opening: aiosqlite's thread outlives a failed open and complains at exit.
+    path = make_url(url).database
+    if url.startswith("sqlite") and path and path != ":memory:" and not path.startswith("file:"):
+        folder = Path(path).resolve().parent
+        if not folder.is_dir():
+            state = "is not a folder" if folder.exists() else "does not exist"
+            raise FileNotFoundError(f"{folder} {state}")
+
+
 def run_db(config: Config, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` on the configured database; an unusable database exits 2 with one line."""
+
     async def main() -> T:
         db = open_db(config)
         try:
+            try:
+                _check_sqlite_folder(db.url)
+                await check_database(db)
+            except (OSError, SQLAlchemyError) as exc:
+                raise _DatabaseUnusable(database_problem(exc)) from exc
             return await work(db)
         finally:
             await db.dispose()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except _DatabaseUnusable as exc:
+        if _Options.debug:
+            raise
+        url = make_url(config.settings.database_url).render_as_string(hide_password=True)
+        fail(f"cannot use the database {url} (SWITCHBOARD_DATABASE_URL): {exc}")
 
 
 @app.command()
@@ -90,6 +177,7 @@ def serve(
     import uvicorn
 
     config = load()
+    check_port_free(host, port)
     if not config.api_keys:
         if not is_loopback(host):
             fail(
