@@ -47,7 +47,7 @@ async def require_api_key(request: Request) -> None:  # async: no thread pool ho
     if not keys:
         return
     presented = request.headers.get("x-api-key")
-    if presented is None:
+    if not presented:  # absent or empty: the bearer form may carry it
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             presented = credentials.strip()
