@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from switchboard import __version__, docs, features
+from switchboard import __version__, docs, features, openapi
 from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
 from switchboard.db import Database
 from switchboard.errors import AppError
@@ -84,6 +84,7 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
     for router in features.routers():
         app.include_router(router)
     app.include_router(health_router)  # last: probes and scrapes are not the hot path
+    openapi.install(app)
     docs.install(app)
     return app
 

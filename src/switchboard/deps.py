@@ -6,12 +6,12 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config
+from switchboard.config import Config, Connection
 from switchboard.db import Database
-from switchboard.errors import Unauthorized
+from switchboard.errors import NotFound, Unauthorized
 
 
 def get_config(request: Request) -> Config:
@@ -47,7 +47,7 @@ async def require_api_key(request: Request) -> None:  # async: no thread pool ho
     if not keys:
         return
     presented = request.headers.get("x-api-key")
-    if presented is None:
+    if not presented:  # absent or empty: the bearer form may carry it
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             presented = credentials.strip()
@@ -72,3 +72,36 @@ async def _config(request: Request) -> Config:
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 CurrentConfig = Annotated[Config, Depends(_config)]
 Authenticated = [Depends(require_api_key)]
+
+
+def resolve_connection(config: Config, name: str) -> Connection:
+    """The configured connection ``name``; a 404 naming it otherwise (never an empty answer that
+    looks like a connection without data)."""
+    conn = config.connection(name)
+    if conn is None:
+        raise NotFound(f"No connection named {name!r}")
+    return conn
+
+
+async def _connection_in_path(
+    request: Request, name: Annotated[str, Path(description="A configured connection.")]
+) -> str:
+    resolve_connection(get_config(request), name)
+    return name
+
+
+async def _connection_in_query(
+    request: Request,
+    connection: Annotated[
+        str | None, Query(description="Only this connection (404 when none has this name).")
+    ] = None,
+) -> str | None:
+    if connection is not None:
+        resolve_connection(get_config(request), connection)
+    return connection
+
+
+ConnectionName = Annotated[str, Depends(_connection_in_path)]
+"""A ``{name}`` path parameter that must name a configured connection (else 404)."""
+ConnectionFilter = Annotated[str | None, Depends(_connection_in_query)]
+"""An optional ``?connection=`` filter that must name a configured connection (else 404)."""

@@ -1,9 +1,10 @@
 """The error tree.
 
 ``AppError`` and its subclasses are rendered as ``{"detail": message}`` with their status code (the
-docstring is the default message). Connector errors are ``TransientError`` (worth retrying: network,
-429, 5xx) or ``TerminalError`` (retrying cannot help: 400, 403, bad credentials); retry decisions
-are made by type, never by parsing messages.
+docstring is the default message); a 422 as ``{"detail": [{loc, msg, type}]}``, the shape of
+request validation errors, so every 422 has the one documented shape. Connector errors are
+``TransientError`` (worth retrying: network, 429, 5xx) or ``TerminalError`` (retrying cannot
+help: 400, 403, bad credentials); retry decisions are made by type, never by parsing messages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ class AppError(Exception):
 
     status_code: int = 500
     headers: dict[str, str] | None = None
+    loc: tuple[str | int, ...] = ("body",)
+    """Where the invalid input is (422 only)."""
+    error_type: str = "value_error"
+    """What kind of invalid input (422 only)."""
 
     def __init__(
         self,
@@ -25,16 +30,22 @@ class AppError(Exception):
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        loc: tuple[str | int, ...] | None = None,
     ) -> None:
         self.message = message or (self.__doc__ or "Error").strip().rstrip(".")
         if status_code is not None:
             self.status_code = status_code
         if headers is not None:
             self.headers = headers
+        if loc is not None:
+            self.loc = loc
         self.extra = extra or {}
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
+        if self.status_code == 422:
+            item = {"loc": list(self.loc), "msg": self.message, "type": self.error_type}
+            return {"detail": [item], **self.extra}
         return {"detail": self.message, **self.extra}
 
 

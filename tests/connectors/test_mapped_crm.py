@@ -12,6 +12,7 @@ from switchboard.config import Config, HubConfig
 from switchboard.connectors.crm import (
     ContactNotFound,
     CrmContacts,
+    DuplicateContact,
     MalformedResponse,
     UnknownField,
     crm_client,
@@ -81,6 +82,27 @@ async def test_create_and_update_arrive_under_the_crms_names(
 
     fetched = await crm.get(contact.external_id)
     assert fetched == updated
+
+
+async def test_a_cleared_field_is_sent_as_null(crm: CrmContacts, acme: AcmeSimulator) -> None:
+    contact = await crm.create({"email": "clear@example.com", "lastName": "Lovelace"})
+    updated = await crm.update(contact.external_id, {"lastName": None})
+    assert acme.contacts[contact.external_id]["acme_last_name"] is None
+    assert updated.fields["lastName"] is None
+
+
+async def test_a_second_create_of_an_email_is_a_duplicate(
+    crm: CrmContacts, acme: AcmeSimulator
+) -> None:
+    existing = acme.create({"acme_email": "dup@example.com", "acme_first_name": "First"})
+    with pytest.raises(DuplicateContact) as caught:
+        await crm.create({"email": " DUP@example.com", "firstName": "Second"})
+    assert caught.value.status_code == 409
+    assert caught.value.existing_id == existing["id"]
+    assert caught.value.existing is not None
+    assert caught.value.existing.fields["firstName"] == "First"
+    assert len(acme.contacts) == 1
+    assert acme.log.count("POST", "/v1/acme/contacts") == 0
 
 
 async def test_unknown_fields_are_refused_before_any_request(

@@ -80,9 +80,10 @@ async def test_hubspot_crud_goes_through_to_the_crm(
 
     deleted = await client.delete(f"/contacts/{body['id']}")
     assert deleted.status_code == 204 and remote.archived
-    assert (await client.delete(f"/contacts/{body['id']}")).status_code == 204
-    gone = (await client.get(f"/contacts/{body['id']}")).json()
-    assert gone["deletedAt"] is not None
+    assert (await client.delete(f"/contacts/{body['id']}")).status_code == 404
+    assert (await client.get(f"/contacts/{body['id']}")).status_code == 404
+    gone = await client.get(f"/contacts/{body['id']}", params={"include_deleted": "true"})
+    assert gone.status_code == 200 and gone.json()["deletedAt"] is not None
     assert (
         await client.patch(f"/contacts/{body['id']}", json={"firstName": "X"})
     ).status_code == 404
@@ -108,7 +109,8 @@ async def test_acme_crud_arrives_under_acme_names(
     assert acme.contacts[body["externalId"]]["acme_first_name"] == "Augusta"
     assert patched.json()["name"] == "Augusta Lovelace"
     unknown = await client.patch(f"/contacts/{body['id']}", json={"phone": "+1555"})
-    assert unknown.status_code == 422 and "phone" in unknown.json()["detail"]
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["body", "phone"]
     assert "phone" not in str(acme.contacts[body["externalId"]])
     assert (await client.delete(f"/contacts/{body['id']}")).status_code == 204
     assert body["externalId"] not in acme.contacts
@@ -121,7 +123,6 @@ async def test_bad_input_is_422_and_unknown_ids_404(
         {"email": "not-an-email"},
         {"firstName": "no email"},
         {"email": "a@b.io", "nickname": "x"},
-        {"email": "a@b.io", "connection": "todo-nope"},
     ):
         response = await client.post("/contacts", json=payload)
         assert response.status_code == 422, (payload, response.text)
@@ -167,3 +168,93 @@ async def test_crm_failures_are_502_and_503_never_500(
     # No half-applied write: the store still has the contact as it was.
     still = (await client.get(f"/contacts/{hub_id}")).json()
     assert still["deletedAt"] is None and still["firstName"] != "X"
+
+
+async def test_acme_duplicate_is_409_naming_the_existing_contact(
+    acme: AcmeSimulator, client: httpx.AsyncClient
+) -> None:
+    existing = acme.create({"acme_email": "dup@example.com", "acme_first_name": "First"})
+    response = await client.post(
+        "/contacts", json={"email": "DUP@example.com", "firstName": "Second", "connection": "acme"}
+    )
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["existingExternalId"] == existing["id"]
+    assert len(acme.contacts) == 1  # no duplicate record in the CRM
+    found = await client.get(f"/contacts/{body['existingId']}")
+    assert found.status_code == 200 and found.json()["firstName"] == "First"
+    # The hub's own creates too: the second one of an email is refused.
+    first = await client.post("/contacts", json={"email": "new@example.com", "connection": "acme"})
+    assert first.status_code == 201, first.text
+    again = await client.post("/contacts", json={"email": "new@example.com", "connection": "acme"})
+    assert again.status_code == 409 and again.json()["existingId"] == first.json()["id"]
+    assert len(acme.contacts) == 2
+
+
+async def test_acme_deleted_contact_is_404_and_listed_only_when_asked(
+    acme: AcmeSimulator, sync_now: SyncNow, client: httpx.AsyncClient
+) -> None:
+    created = await client.post(
+        "/contacts", json={"email": "gone@example.com", "connection": "acme"}
+    )
+    assert created.status_code == 201, created.text
+    hub_id = created.json()["id"]
+    assert (await client.delete(f"/contacts/{hub_id}")).status_code == 204
+    assert (await client.get(f"/contacts/{hub_id}")).status_code == 404
+    again = await client.delete(f"/contacts/{hub_id}")
+    assert again.status_code == 404 and "deleted" in again.json()["detail"]
+    assert [c["id"] for c in await all_contacts(client, connection="acme")] == []
+    listed = await all_contacts(client, connection="acme", include_deleted="true")
+    assert [c["id"] for c in listed] == [hub_id] and listed[0]["deletedAt"] is not None
+
+    # Deleted in ACME itself: the sync tombstones it, and it is a 404 as well.
+    other = acme.create({"acme_email": "other@example.com"})
+    await sync_now("acme")
+    other_id = (await all_contacts(client, connection="acme"))[0]["id"]
+    acme.delete(other["id"])
+    await sync_now("acme")
+    assert (await client.get(f"/contacts/{other_id}")).status_code == 404
+    assert (await client.delete(f"/contacts/{other_id}")).status_code == 404
+
+
+async def test_acme_created_at_is_when_the_hub_first_saw_the_contact(
+    acme: AcmeSimulator, sync_now: SyncNow, client: httpx.AsyncClient
+) -> None:
+    before = datetime.now(UTC)
+    created = await client.post(
+        "/contacts", json={"email": "ada@example.com", "connection": "acme"}
+    )
+    assert created.status_code == 201, created.text
+    created_at = created.json()["createdAt"]
+    assert created_at is not None
+    assert before <= datetime.fromisoformat(created_at) <= datetime.now(UTC)
+    acme.create({"acme_email": "synced@example.com"})
+    await sync_now("acme")
+    by_email = {c["email"]: c for c in await all_contacts(client, connection="acme")}
+    assert by_email["synced@example.com"]["createdAt"] is not None
+    # A later change keeps the first sighting.
+    patched = await client.patch(f"/contacts/{created.json()['id']}", json={"firstName": "Ada"})
+    assert patched.status_code == 200 and patched.json()["createdAt"] == created_at
+    await sync_now("acme")
+    by_email = {c["email"]: c for c in await all_contacts(client, connection="acme")}
+    assert by_email["ada@example.com"]["createdAt"] == created_at
+    again = await client.get(f"/contacts/{created.json()['id']}")
+    assert again.json()["createdAt"] == created_at
+
+
+async def test_an_unknown_connection_is_404_naming_it(
+    hubspot: HubSpotSimulator, client: httpx.AsyncClient
+) -> None:
+    for method, path, kwargs in (
+        ("GET", "/contacts", {"params": {"connection": "nope"}}),
+        ("POST", "/contacts", {"json": {"email": "a@b.io", "connection": "nope"}}),
+        ("GET", "/tasks", {"params": {"connection": "nope"}}),
+        ("GET", "/tasks/t1", {"params": {"connection": "nope"}}),
+        ("GET", "/connections/nope", {}),
+        ("POST", "/connections/nope/sync", {}),
+        ("GET", "/connections/nope/runs", {}),
+    ):
+        response = await client.request(method, path, **kwargs)
+        assert response.status_code == 404, (method, path, response.text)
+        assert "'nope'" in response.json()["detail"], (method, path)
+    assert hubspot.log.count() == 0

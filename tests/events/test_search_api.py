@@ -109,9 +109,43 @@ async def test_an_empty_store_answers_an_empty_list(client: httpx.AsyncClient) -
     assert response.content == b'{"data":{"events":[]},"error":null}'
 
 
+def validate_error(response: httpx.Response) -> None:
+    """An answer the spec has no status for (401, 405) still has its error envelope."""
+    schema = copy.deepcopy(response_schema(400))
+    schema["required"] = ["error", "data"]
+    schema["properties"]["data"] = {"type": "null"}
+    schema["additionalProperties"] = False
+    jsonschema.validate(response.json(), schema)
+
+
 async def test_search_requires_the_api_key(client: httpx.AsyncClient) -> None:
-    response = await client.get("/search", headers={"X-API-Key": "wrong"})
-    assert response.status_code == 401
+    for headers in ({"X-API-Key": "wrong"}, {"X-API-Key": ""}):
+        response = await client.get("/search", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/json"
+        assert "X-API-Key" in response.headers["www-authenticate"]
+        validate_error(response)
+        assert response.json()["error"]["code"] == "unauthorized"
+    bearer = {"X-API-Key": "", "Authorization": f"Bearer {API_KEY}"}
+    assert (await client.get("/search", headers=bearer)).status_code == 200
+
+
+async def test_a_wrong_method_gets_the_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.post("/search")
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+    validate_error(response)
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_the_schema_documents_the_envelope_for_every_status(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/search"]["get"]
+    assert operation["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    for status in ("400", "401", "500"):
+        ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorEnvelope"), status
 
 
 async def test_a_broken_store_gets_the_500_envelope(config: Config, tmp_path: Path) -> None:

@@ -172,6 +172,23 @@ async def test_an_existing_contact_is_found_by_email_and_an_email_change_updates
     assert [w["method"] for w in writes(hubspot)] == ["PATCH", "PATCH"]
 
 
+async def test_a_cleared_field_is_cleared_in_the_crm(
+    client: httpx.AsyncClient, hubspot: httpx.Client
+) -> None:
+    await client.patch(
+        "/users/u5", json={"email": "clear@example.com", "firstName": "Ada", "lastName": "L"}
+    )
+    await synced(client, "u5")
+    r = await client.patch("/users/u5", json={"email": "clear@example.com", "lastName": None})
+    assert r.status_code == 200 and r.json()["lastName"] is None
+    await synced(client, "u5")
+    contact = contact_by_email(hubspot, "clear@example.com")
+    assert contact is not None
+    assert contact["properties"]["lastname"] in ("", None)
+    assert contact["properties"]["firstname"] == "Ada"
+    assert [w["method"] for w in writes(hubspot)] == ["POST", "PATCH"]
+
+
 async def test_no_call_when_nothing_changed(
     client: httpx.AsyncClient, hubspot: httpx.Client
 ) -> None:

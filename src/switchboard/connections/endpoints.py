@@ -5,8 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config, Connection
 from switchboard.connections.schemas import ConnectionList, ConnectionOut
-from switchboard.deps import Authenticated, CurrentConfig, DbSession
-from switchboard.errors import NotFound
+from switchboard.deps import Authenticated, ConnectionName, CurrentConfig, DbSession
 from switchboard.http import Outbound
 from switchboard.openapi import ERRORS
 from switchboard.syncs.service import connection_summary
@@ -38,9 +37,8 @@ async def list_connections(
 
 @router.get("/{name}", response_model=ConnectionOut, responses=ERRORS(401, 404))
 async def get_connection(
-    name: str, request: Request, session: DbSession, config: CurrentConfig
+    name: ConnectionName, request: Request, session: DbSession, config: CurrentConfig
 ) -> ConnectionOut:
     conn = config.connection(name)
-    if conn is None:
-        raise NotFound(f"No connection named {name!r}")
+    assert conn is not None  # ConnectionName resolved it
     return await _out(request, session, config, name, conn)

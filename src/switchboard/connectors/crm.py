@@ -61,9 +61,18 @@ class DuplicateContact(TerminalError, Conflict):
 
     status_code = 409
 
-    def __init__(self, message: str | None = None, *, existing_id: str | None, **kw: Any):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        existing_id: str | None,
+        existing: CrmContact | None = None,
+        **kw: Any,
+    ):
         super().__init__(message, **kw)
         self.existing_id = existing_id
+        self.existing = existing
+        """The existing contact when the connector already read it (saves a ``get``)."""
 
 
 class ContactNotFound(TerminalError, NotFound):
@@ -75,8 +84,12 @@ class ContactNotFound(TerminalError, NotFound):
 class UnknownField(Unprocessable):
     """The CRM's field map does not know this field."""
 
+    error_type = "extra_forbidden"
+
     def __init__(self, field: str, connection: str) -> None:
-        super().__init__(f"Field {field!r} is not mapped for connection {connection!r}")
+        super().__init__(
+            f"Field {field!r} is not mapped for connection {connection!r}", loc=("body", field)
+        )
         self.field = field
         self.connection = connection
 
@@ -85,6 +98,7 @@ class InvalidContact(TerminalError):
     """The CRM rejected the contact's values."""
 
     status_code = 422
+    error_type = "crm_rejected"
 
 
 class MalformedResponse(TerminalError):
@@ -95,6 +109,8 @@ class MalformedResponse(TerminalError):
 
 class NotACrm(Unprocessable):
     """No CRM connection of that name."""
+
+    loc = ("body", "connection")
 
 
 class CrmContacts(Protocol):

@@ -18,7 +18,14 @@ from switchboard.contacts.schemas import (
     ContactReplace,
 )
 from switchboard.db import Database
-from switchboard.deps import Authenticated, CurrentConfig, DbSession, get_db
+from switchboard.deps import (
+    Authenticated,
+    ConnectionFilter,
+    CurrentConfig,
+    DbSession,
+    get_db,
+    resolve_connection,
+)
 from switchboard.errors import NotFound, Unprocessable
 from switchboard.http import Outbound
 from switchboard.models import Contact
@@ -29,10 +36,10 @@ router = APIRouter(prefix="/contacts", tags=["contacts"], dependencies=Authentic
 WRITE_ERRORS = ERRORS(401, 404, 409, 422, 502, 503)
 
 
-@router.get("", response_model=ContactPage, responses=ERRORS(400, 401, 422))
+@router.get("", response_model=ContactPage, responses=ERRORS(400, 401, 404, 422))
 async def list_contacts(
     session: DbSession,
-    connection: str | None = None,
+    connection: ConnectionFilter = None,
     email: str | None = None,
     q: Annotated[
         str | None, Query(max_length=200, description="Name or email contains (any case).")
@@ -60,15 +67,16 @@ async def list_contacts(
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{contact_id}", response_model=ContactOut, responses=ERRORS(401, 404))
+@router.get("/{contact_id}", response_model=ContactOut, responses=ERRORS(401, 404, 422))
 async def get_contact(
     contact_id: str,
     session: DbSession,
     raw: Annotated[bool, Query(description="Include the CRM's record as received.")] = False,
+    include_deleted: Annotated[
+        bool, Query(description="Answer a deleted contact too (else 404).")
+    ] = False,
 ) -> ContactOut:
-    contact = await service.get(session, contact_id)
-    if contact is None:
-        raise NotFound("Contact not found")
+    contact = _found(await service.get(session, contact_id), include_deleted=include_deleted)
     return ContactOut.of(contact, raw=raw)
 
 
@@ -77,7 +85,11 @@ async def create_contact(body: ContactCreate, request: Request, config: CurrentC
     """Create the contact in the CRM (``connection``, or the default one), then store it."""
     name = body.connection or config.hub.contacts.default_connection
     if name is None:
-        raise Unprocessable("No connection given and no [contacts] default_connection configured")
+        raise Unprocessable(
+            "No connection given and no [contacts] default_connection configured",
+            loc=("body", "connection"),
+        )
+    resolve_connection(config, name)
     crm = _crm(request, name)
     fields: Fields = body.model_dump(exclude={"connection"}, exclude_unset=True)
     fields["email"] = body.email
@@ -107,26 +119,25 @@ async def put_contact(contact_id: str, body: ContactReplace, request: Request) -
 
 @router.delete("/{contact_id}", status_code=204, responses=WRITE_ERRORS)
 async def delete_contact(contact_id: str, request: Request) -> Response:
-    """Delete the contact in the CRM, then tombstone it (``deletedAt``). Deleting a deleted
-    contact succeeds without calling the CRM."""
+    """Delete the contact in the CRM, then tombstone it (``deletedAt``). A deleted contact is a
+    404, as for every other operation on it."""
     db = get_db(request)
-    async with db.read_session() as session:
-        contact = await service.get(session, contact_id)
+    contact = await _live(db, contact_id)
+    await service.delete_through(db, _crm(request, contact.connection), contact)
+    return Response(status_code=204)
+
+
+def _found(contact: Contact | None, *, include_deleted: bool = False) -> Contact:
     if contact is None:
         raise NotFound("Contact not found")
-    if contact.deleted_at is None:
-        await service.delete_through(db, _crm(request, contact.connection), contact)
-    return Response(status_code=204)
+    if contact.deleted_at is not None and not include_deleted:
+        raise NotFound("Contact was deleted (listed with include_deleted=true)")
+    return contact
 
 
 async def _live(db: Database, contact_id: str) -> Contact:
     async with db.read_session() as session:
-        contact = await service.get(session, contact_id)
-    if contact is None:
-        raise NotFound("Contact not found")
-    if contact.deleted_at is not None:
-        raise NotFound("Contact was deleted")
-    return contact
+        return _found(await service.get(session, contact_id))
 
 
 def _crm(request: Request, name: str) -> CrmContacts:

@@ -79,7 +79,9 @@ class ContactCreate(_Input):
     phone: str | None = Field(None, max_length=100)
     company: str | None = Field(None, max_length=200)
     connection: str | None = Field(
-        None, description="The CRM to create it in (default: `[contacts] default_connection`)."
+        None,
+        description="The CRM to create it in (default: `[contacts] default_connection`); "
+        "404 when no connection has this name.",
     )
 
 

@@ -46,8 +46,10 @@ def full_name(first: str | None, last: str | None) -> str | None:
 def row(
     connection: str, contact: CrmContact, *, now: datetime, deleted: bool | None = None
 ) -> dict[str, Any]:
-    """The store row of ``contact``. CRMs without timestamps get ``now`` as ``updated_at`` (the
-    upsert keeps the stored one when the content did not change)."""
+    """The store row of ``contact``. CRMs without timestamps (mapped CRMs) get ``now`` as
+    ``updated_at`` (the upsert keeps the stored one when the content did not change) and as
+    ``created_at``: the upsert never replaces a stored ``created_at``, so it is when the hub
+    first saw the contact."""
     f = contact.fields
     is_deleted = contact.archived if deleted is None else deleted
     updated_at = contact.updated_at or now
@@ -61,7 +63,7 @@ def row(
         "name": full_name(f.get("firstName"), f.get("lastName")),
         "phone": f.get("phone"),
         "company": f.get("company"),
-        "created_at": contact.created_at,
+        "created_at": contact.created_at or now,
         "updated_at": updated_at,
         "deleted_at": updated_at if is_deleted else None,
         "raw": contact.raw,
@@ -357,7 +359,7 @@ async def _duplicate(
     extra: dict[str, Any] = {"existingId": None, "existingExternalId": existing_id}
     if existing_id is not None:
         extra["existingId"] = contact_id(crm.connection, existing_id)
-        existing = await crm.get(existing_id)
+        existing = exc.existing or await crm.get(existing_id)
         if existing is not None:
             async with db.session() as session:
                 await store(session, crm.connection, [existing])

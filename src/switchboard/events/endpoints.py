@@ -3,19 +3,52 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from switchboard.deps import Authenticated
+from switchboard.errors import AppError
 from switchboard.events.index import index_for
 from switchboard.events.schemas import QUERY_PARAMETERS, ErrorEnvelope, SearchResponse
 
 log = structlog.get_logger("switchboard.events")
 
-router = APIRouter(tags=["events"], dependencies=Authenticated)
+
+class ContractRoute(APIRoute):
+    """A route whose every answer, errors raised before the handler included (the API key's
+    401, a wrong method's 405), is in the search contract's envelope rather than the hub's
+    ``{"detail"}``. The success path only enters a ``try``, which costs nothing."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def contract_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AppError as exc:
+                return _error(exc.status_code, exc.message, exc.headers)
+            except HTTPException as exc:
+                return _error(exc.status_code, str(exc.detail), exc.headers)
+
+        return contract_handler
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        except HTTPException as exc:  # raised by the routing itself (405)
+            await _error(exc.status_code, str(exc.detail), exc.headers)(scope, receive, send)
+
+
+router = APIRouter(tags=["events"], dependencies=Authenticated, route_class=ContractRoute)
 
 
 class _BadQuery(ValueError):
@@ -25,9 +58,23 @@ class _BadQuery(ValueError):
         self.message = message
 
 
-def _envelope(status: int, code: str, message: str) -> Response:
+def _envelope(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
     body = json.dumps({"error": {"code": code, "message": message}, "data": None})
-    return Response(body.encode(), status_code=status, media_type="application/json")
+    return Response(
+        body.encode(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
+    """An error the hub raised, in the envelope; ``code`` is the status's name
+    (``unauthorized``, ``method_not_allowed``)."""
+    try:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "error"
+    return _envelope(status, code, message, headers)
 
 
 def parse_instant(raw: str | None, name: str) -> float | None:
@@ -61,6 +108,7 @@ def parse_instant(raw: str | None, name: str) -> float | None:
     responses={
         200: {"model": SearchResponse, "description": "List of plans"},
         400: {"model": ErrorEnvelope, "description": "The request was not correctly formed"},
+        401: {"model": ErrorEnvelope, "description": "Missing or invalid API key"},
         500: {"model": ErrorEnvelope, "description": "Generic error"},
     },
     openapi_extra={"parameters": QUERY_PARAMETERS},

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from switchboard.deps import Authenticated, CurrentConfig, DbSession
+from switchboard.deps import Authenticated, ConnectionName, CurrentConfig, DbSession
 from switchboard.openapi import ERRORS
 from switchboard.syncs import service
 from switchboard.syncs.schemas import SyncQueued, SyncRunList, SyncRunOut
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/connections", tags=["connections"], dependencies=Aut
     responses=ERRORS(400, 401, 404),
 )
 async def sync_connection(
-    name: str,
+    name: ConnectionName,
     config: CurrentConfig,
     session: DbSession,
     full: Annotated[bool, Query(description="Ignore what was stored last time.")] = False,
@@ -39,7 +39,7 @@ async def sync_connection(
 
 @router.get("/{name}/runs", response_model=SyncRunList, responses=ERRORS(400, 401, 404, 422))
 async def list_runs(
-    name: str,
+    name: ConnectionName,
     config: CurrentConfig,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,

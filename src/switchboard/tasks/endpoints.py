@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from switchboard.deps import Authenticated, DbSession
+from switchboard.deps import Authenticated, ConnectionFilter, DbSession
 from switchboard.errors import BadRequest, Conflict, NotFound
 from switchboard.openapi import ERRORS
 from switchboard.tasks import service
@@ -13,12 +13,12 @@ from switchboard.tasks.schemas import TaskOut, TaskPage, TaskState
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=Authenticated)
 
 
-@router.get("", response_model=TaskPage, responses=ERRORS(400, 401, 422))
+@router.get("", response_model=TaskPage, responses=ERRORS(400, 401, 404, 422))
 async def list_tasks(
     session: DbSession,
     user_id: Annotated[str | None, Query(alias="userId")] = None,
     state: TaskState | None = None,
-    connection: str | None = None,
+    connection: ConnectionFilter = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
 ) -> TaskPage:
@@ -37,8 +37,10 @@ async def list_tasks(
     )
 
 
-@router.get("/{task_id}", response_model=TaskOut, responses=ERRORS(401, 404, 409))
-async def get_task(task_id: str, session: DbSession, connection: str | None = None) -> TaskOut:
+@router.get("/{task_id}", response_model=TaskOut, responses=ERRORS(401, 404, 409, 422))
+async def get_task(
+    task_id: str, session: DbSession, connection: ConnectionFilter = None
+) -> TaskOut:
     """A task by the TODO app's id (`connection` picks one when several apps share an id)."""
     found = await service.get_tasks(session, task_id, connection)
     if not found:

@@ -2,7 +2,8 @@
 
 Runs at least once per change (coalesced per user). It resolves the contact by email once and
 remembers its id (so a later email change updates the same contact), sends only the fields that
-differ from what the CRM was last given, and makes no call at all when nothing changed.
+differ from what the CRM was last given (a field it was given and the user has cleared since is
+sent cleared), and makes no call at all when nothing changed.
 Retries (429, 5xx, network; the outbound layer honours Retry-After) last until the job's
 deadline; a CRM refusal (400/403, or 404 with ``create_missing`` off) fails at once.
 """
@@ -61,6 +62,9 @@ async def propagate(ctx: JobContext) -> None:
 async def _push(crm: CrmContacts, user: User, desired: dict[str, str], create_missing: bool) -> str:
     """Make the CRM contact hold ``desired``; returns its id."""
     known: dict[str, Any] = dict(user.synced_fields or {})
+    # A field the CRM was given and the user has cleared since is cleared there too (``None``:
+    # each connector sends its CRM's "empty"). Fields the hub never sent are left alone.
+    cleared = {k: None for k, v in known.items() if v is not None and k not in desired}
     contact_id = user.crm_contact_id
     if contact_id is None:
         found = await crm.find_by_email(user.email)
@@ -78,6 +82,7 @@ async def _push(crm: CrmContacts, user: User, desired: dict[str, str], create_mi
                 f"no CRM contact has the email {user.email} and create_missing is off"
             )
     changes: dict[str, str | None] = {k: v for k, v in desired.items() if known.get(k) != v}
+    changes |= cleared
     if not changes:
         return contact_id
     try:

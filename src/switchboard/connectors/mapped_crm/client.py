@@ -13,7 +13,10 @@ Each endpoint class has its own rate budget (``Bucket``) sized by the connection
 ``rate_limit``, because CRMs of this kind (ACME) count requests per client *and endpoint*.
 There is no lookup by email in this shape: :meth:`MappedCrmContacts.find_by_email` scans the
 list (one request per ``per_page`` records) — fine for the small CRMs this kind is for; the hub's
-own store is the fast path.
+own store is the fast path. Nor does this shape refuse a second record with the same email, so
+:meth:`MappedCrmContacts.create` looks first and raises ``DuplicateContact`` (409), as HubSpot
+does on its own. The look and the create are two calls: two creates of one email racing each
+other can still both succeed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urllib.parse import quote
 from switchboard.config import MappedCrmConnection
 from switchboard.connectors.crm import (
     CrmContact,
+    DuplicateContact,
     Fields,
     crm_errors,
     json_body,
@@ -150,8 +154,17 @@ class MappedCrmContacts:
         return None
 
     async def create(self, fields: Fields) -> CrmContact:
-        record = await self.client.create(record=self.map.to_vendor(fields))
-        return self.map.from_vendor(record)
+        record = self.map.to_vendor(fields)  # an unmapped field fails before any request
+        email = fields.get("email")
+        existing = await self.find_by_email(email) if email else None
+        if existing is not None:
+            raise DuplicateContact(
+                f"A contact with this email already exists in {self.connection}",
+                existing_id=existing.external_id,
+                existing=existing,
+                connection=self.connection,
+            )
+        return self.map.from_vendor(await self.client.create(record=record))
 
     async def update(self, external_id: str, fields: Fields) -> CrmContact:
         record = await self.client.update(record_id=external_id, record=self.map.to_vendor(fields))
