@@ -124,8 +124,7 @@ class DemoTraffic:
                 log.warning("demo_skipped", detail="the hub did not answer within 120 s")
                 return
             try:
-                await self._users(client)
-                await self._trickle(client)
+                await asyncio.gather(self._users(client), self._trickle(client))
             except httpx.HTTPError as exc:  # the hub is stopping
                 log.info("demo_stopped", reason=str(exc)[:200])
 
@@ -141,14 +140,20 @@ class DemoTraffic:
         return False
 
     async def _users(self, client: httpx.AsyncClient) -> None:
+        """Sent together: the hub commits concurrent PATCHes as one group."""
         rng = random.Random(SEED)
+        bodies: dict[str, dict[str, str]] = {}
         for n in range(1, USERS + 1):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-            domain = REFUSED_DOMAIN if n == USERS else "users.example.com"
+            domain = REFUSED_DOMAIN if n == 4 else "users.example.com"
             body = {"email": f"{first}.{last}.{n}@{domain}".lower(), "firstName": first}
             if n % 3:
                 body["lastName"] = last
-            response = await client.patch(f"{self.hub_url}/users/{user_id(n)}", json=body)
+            bodies[user_id(n)] = body
+        responses = await asyncio.gather(
+            *(client.patch(f"{self.hub_url}/users/{uid}", json=b) for uid, b in bodies.items())
+        )
+        for response in responses:
             if response.status_code != 200:
                 log.warning("demo_user_refused", status=response.status_code, body=response.text)
 
@@ -168,8 +173,11 @@ class DemoTraffic:
                 headers = sender.headers(body)
                 await client.post(todo, content=body.encode(), headers=headers)
                 sent.append((body.encode(), headers))
-                if len(sent) == 3:  # once per run: a delivery whose signature does not match
-                    forged = {**headers, "webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmU="}
+                if len(sent) == 1:  # once per run: a delivery whose signature does not match
+                    forged = {
+                        **sender.headers(body),
+                        "webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmU=",
+                    }
                     await client.post(todo, content=body.encode(), headers=forged)
                 elif len(sent) % 15 == 0:  # a sender that did not see our 202: same id, same body
                     await client.post(todo, content=sent[-2][0], headers=sent[-2][1])
