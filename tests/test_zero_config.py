@@ -278,3 +278,20 @@ def test_a_restart_never_gives_a_stored_contact_to_someone_else(hub: Hub) -> Non
         if cid in before and before[cid] != now
     }
     assert not replaced
+
+
+def test_the_banner_masks_the_key_and_the_database_password(tmp_path: Path) -> None:
+    from switchboard.cli import banner
+    from switchboard.config import Config, HubConfig, Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url="postgresql+asyncpg://hub:pw-secret-77@db.internal/hub",
+        api_keys="key-secret-0123456789",  # type: ignore[arg-type]
+    )
+    source = tmp_path / "switchboard.toml"
+    text = banner(Config(settings, HubConfig(), source), "http://127.0.0.1:8000", None, demo=False)
+    assert "pw-secret-77" not in text and "postgresql+asyncpg://hub:***@db.internal/hub" in text
+    assert "key-secret-0123456789" not in text and "key-…" in text
+    assert f"config    {source}" in text
+    assert "demo      off" in text and "sandbox " not in text

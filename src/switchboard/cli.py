@@ -226,9 +226,12 @@ def banner(config: Config, hub_url: str, sandbox: Any, *, demo: bool) -> str:
         login = "log in with an API key"
     else:
         key_line = "none: open, loopback only"
-        login = "open, no login (no API key)"
+        login = "open: no API key, no login"
     database = make_url(config.settings.database_url).render_as_string(hide_password=True)
-    source = str(config.source) if config.source else "none: zero-config"
+    if config.source is not None:
+        source = str(config.source)
+    else:
+        source = "none: zero-config" if sandbox is not None else "none (SWITCHBOARD_SANDBOX off)"
     lines = [
         "",
         "Switchboard",
