@@ -119,7 +119,11 @@ class Settings(BaseSettings):
         description="Earlier secret keys, comma-separated: they still decrypt, never encrypt "
         "(key rotation; `switchboard credentials rekey` re-encrypts under the current key).",
     )
-    data_dir: Path = Field(Path("."), description="Where generated files (secret key) live.")
+    data_dir: Path = Field(
+        Path("."),
+        description="Where generated files live: the secret key, and a zero-config serve's "
+        "simulator URLs (.switchboard/sandbox.json).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a TTY, JSON lines otherwise."
@@ -130,7 +134,7 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         True,
         description="With no connections file, `serve` starts the built-in provider simulators "
-        "and wires every connection to them.",
+        "(ports 8101-8105), wires every connection to them and adds demo data (--no-demo: none).",
     )
 
     # Durable jobs (switchboard.jobs).
