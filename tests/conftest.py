@@ -32,9 +32,10 @@ from tests.support import API_KEY, Backend, make_settings
 
 # Decided at import, before any test module reads the variable (and before pytest-xdist starts
 # its workers, which inherit it): the suite's own database on a local PostgreSQL, if one answers.
+# An empty SWITCHBOARD_TEST_DATABASE_URL turns the PostgreSQL tier off.
 PG_URL = os.environ.get(tiers.ENV)
 CREATED_PG_URL: str | None = None
-if not PG_URL and not tiers.is_ci():
+if PG_URL is None and not tiers.is_ci():
     PG_URL = CREATED_PG_URL = tiers.create_local_database()
     if PG_URL:
         os.environ[tiers.ENV] = PG_URL

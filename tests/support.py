@@ -127,3 +127,18 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+async def when_free(run: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+    """``run()`` (an on-demand sync), waiting while another sync of the connection runs: an app
+    with its runtime starts every connection's first sync at once, which may still be going."""
+    from switchboard.syncs.service import SyncBusy
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await run()
+        except SyncBusy:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)

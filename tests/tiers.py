@@ -74,7 +74,9 @@ def left_out(pg_url: str | None) -> list[LeftOut]:
         missing.append(
             LeftOut(
                 "PostgreSQL",
-                f"{ENV} is not set and no PostgreSQL answers on "
+                f"{ENV} is empty"
+                if os.environ.get(ENV) == ""
+                else f"{ENV} is not set and no PostgreSQL answers on "
                 f"{LOCAL_PG[0]}:{LOCAL_PG[1]} (trust auth)",
                 f"{ENV}=postgresql+asyncpg://USER@HOST:5432/DB make test",
             )

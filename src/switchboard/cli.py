@@ -21,12 +21,17 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from switchboard.config import (
+    SANDBOX_PORT,
     SANDBOX_URLS_ENV,
     Config,
     ConfigError,
     is_loopback,
+    is_zero_config,
     load_config,
+    running_sandbox,
+    sandbox_state_path,
     with_sandbox,
+    with_zero_config,
 )
 from switchboard.db import Database
 from switchboard.logs import configure_logging
@@ -111,14 +116,17 @@ async def check_database(db: Database) -> None:
             pass
 
 
-def load() -> Config:
-    """Load and validate settings and the connections file, or exit 2 naming the bad field."""
+def load(*, zero_config_defaults: bool = True) -> Config:
+    """Load and validate settings and the connections file, or exit 2 naming the bad field.
+
+    With no connections file (zero-config), the connections are the sandbox's, as the running
+    ``serve`` wired them (see :func:`switchboard.config.with_zero_config`)."""
     try:
         config = load_config()
     except ConfigError as exc:
         fail(str(exc))
     configure_logging(config.settings)
-    return config
+    return with_zero_config(config, defaults=zero_config_defaults)
 
 
 def open_db(config: Config) -> Database:
@@ -172,12 +180,33 @@ def serve(
     no_runtime: Annotated[
         bool, typer.Option("--no-runtime", help="API only: run no jobs or schedules here.")
     ] = False,
+    no_demo: Annotated[
+        bool,
+        typer.Option("--no-demo", help="Zero-config: start the simulators empty and quiet."),
+    ] = False,
+    sandbox_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65531,
+            help="Zero-config: first simulator port (hubspot P … todo P+4); a taken one moves.",
+        ),
+    ] = SANDBOX_PORT,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print uvicorn's and the simulators' lines.")
+    ] = False,
 ) -> None:
-    """Run the HTTP API (and, unless --no-runtime, the background jobs and schedules)."""
+    """Run the HTTP API (and, unless --no-runtime, the background jobs and schedules).
+
+    With no connections file (zero-config) it also runs the built-in simulators, wires every
+    connection to them and, unless --no-demo, fills them with demo data and a trickle of activity.
+    """
     import uvicorn
 
-    config = load()
+    config = load(zero_config_defaults=False)
     check_port_free(host, port)
+    if verbose:
+        configure_logging(config.settings, verbose=True)
     if not config.api_keys:
         if not is_loopback(host):
             fail(
@@ -186,53 +215,136 @@ def serve(
             )
         log.warning("no_api_key", detail="API is open to local clients only (loopback bind)")
     run_db(config, lambda db: db.upgrade())
-    sandbox = None
-    if config.source is None and config.settings.sandbox:
-        from switchboard.sandbox import Sandbox
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+    hub_url = f"http://{local}:{port}"
+    zero = is_zero_config(config)
+    sandbox = traffic = None
+    state_file: Path | None = None
+    if zero:
+        from switchboard.sandbox import Sandbox, demo, todo
 
-        sandbox = Sandbox()
-        urls = sandbox.start()
+        sandbox = Sandbox(
+            port=sandbox_port,
+            fallback=True,
+            unique_ids=True,
+            contacts=0 if no_demo else demo.HUBSPOT_CONTACTS,
+            seed=demo.SEED,
+            verbose=verbose,
+        )
+        if not no_demo:
+            demo.seed(sandbox)
+        try:
+            urls = sandbox.start()
+        except RuntimeError as exc:
+            fail(str(exc), code=1)
         config = with_sandbox(config, urls)
         # The simulators' webhook senders post to this hub (the connections are named after them).
-        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
-        hub = f"http://{local}:{port}/webhooks"
         if sandbox.todo is not None:
-            sandbox.todo.target = f"{hub}/todo"
+            sandbox.todo.target = f"{hub_url}/webhooks/todo"
         if sandbox.hubspot is not None:
-            sandbox.hubspot.webhooks.configure(url=f"{hub}/hubspot")
+            sandbox.hubspot.webhooks.configure(url=f"{hub_url}/webhooks/hubspot")
         if sandbox.acme is not None:
-            sandbox.acme.configure_webhooks(url=f"{hub}/acme")
+            sandbox.acme.configure_webhooks(url=f"{hub_url}/webhooks/acme")
         os.environ[SANDBOX_URLS_ENV] = json.dumps(urls)
-        typer.secho(
-            "No connections file: running against the built-in SANDBOX simulators "
-            "(not real providers). Write switchboard.toml to connect real systems.",
-            err=True,
-            fg=typer.colors.YELLOW,
-            bold=True,
-        )
-        for name, url in urls.items():
-            typer.secho(f"  sandbox {name}: {url}", err=True, fg=typer.colors.YELLOW)
+        state_file = sandbox_state_path(config.settings)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps({"pid": os.getpid(), "urls": urls, "hub": hub_url}))
+        if not no_demo:
+            traffic = demo.DemoTraffic(
+                sandbox,
+                hub_url=hub_url,
+                api_key=config.api_keys[0] if config.api_keys else None,
+                todo_secret=todo.WEBHOOK_SECRET,
+            )
+    typer.echo(banner(config, hub_url, sandbox, demo=traffic is not None), err=True)
     if no_runtime:
         os.environ["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
     common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
     private_metrics_dir: str | None = None
-    if workers == 1:
-        from switchboard.app import create_app
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default handler
+    # that would end the process before the cleanup below (simulators, the state file).
+    terminated: list[int] = []
 
-        uvicorn.run(create_app(config, runtime=not no_runtime), **common)
+    def on_term(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        if traffic is not None:
+            traffic.start()
+        if workers == 1:
+            from switchboard.app import create_app
+
+            uvicorn.run(create_app(config, runtime=not no_runtime), **common)
+        else:
+            # Metrics of all the processes are aggregated through files in one directory (see
+            # switchboard.metrics); set before uvicorn starts its processes, which inherit it.
+            if not os.environ.get(MULTIPROC_DIR_ENV):
+                private_metrics_dir = tempfile.mkdtemp(prefix="switchboard-metrics-")
+                os.environ[MULTIPROC_DIR_ENV] = private_metrics_dir
+            prepare_multiprocess_dir(Path(os.environ[MULTIPROC_DIR_ENV]))
+            # Each worker process builds its own app (and runtime) from the same environment.
+            uvicorn.run("switchboard.app:create_app", factory=True, workers=workers, **common)
+    except SystemExit:
+        if not terminated:
+            raise
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if private_metrics_dir is not None:
+            shutil.rmtree(private_metrics_dir, ignore_errors=True)
+        if sandbox is not None:
+            sandbox.stop()
+        if state_file is not None:
+            state_file.unlink(missing_ok=True)
+    if terminated:  # end as uvicorn meant to: by the signal
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+
+
+def banner(config: Config, hub_url: str, sandbox: Any, *, demo: bool) -> str:
+    """What ``serve`` prints once at start: where everything is and how it is configured."""
+    from sqlalchemy.engine import make_url
+
+    keys = config.api_keys
+    if keys:
+        shown = keys[0][:4] + "…" if len(keys[0]) > 8 else "***"
+        key_line = f"{shown} (X-API-Key; {len(keys)} configured, shown masked)"
+        login = "log in with an API key"
     else:
-        # Metrics of all the processes are aggregated through files in one directory (see
-        # switchboard.metrics); set before uvicorn starts its processes, which inherit it.
-        if not os.environ.get(MULTIPROC_DIR_ENV):
-            private_metrics_dir = tempfile.mkdtemp(prefix="switchboard-metrics-")
-            os.environ[MULTIPROC_DIR_ENV] = private_metrics_dir
-        prepare_multiprocess_dir(Path(os.environ[MULTIPROC_DIR_ENV]))
-        # Each worker process builds its own app (and runtime) from the same environment.
-        uvicorn.run("switchboard.app:create_app", factory=True, workers=workers, **common)
-    if private_metrics_dir is not None:
-        shutil.rmtree(private_metrics_dir, ignore_errors=True)
+        key_line = "none: open, loopback only"
+        login = "open: no API key, no login"
+    database = make_url(config.settings.database_url).render_as_string(hide_password=True)
+    if config.source is not None:
+        source = str(config.source)
+    else:
+        source = "none: zero-config" if sandbox is not None else "none (SWITCHBOARD_SANDBOX off)"
+    lines = [
+        "",
+        "Switchboard",
+        f"  API       {hub_url}",
+        f"  docs      {hub_url}/docs",
+        f"  console   {hub_url}/console  ({login})",
+        f"  API key   {key_line}",
+        f"  database  {database}",
+        f"  config    {source}",
+    ]
     if sandbox is not None:
-        sandbox.stop()
+        lines.append(
+            "  SANDBOX   every connection goes to built-in simulators, not real providers: "
+            "write switchboard.toml to connect real systems"
+        )
+        state = "on: seeded data and a trickle of activity (--no-demo: off)" if demo else "off"
+        lines.append(f"  demo      {state}")
+        for name, url in sandbox.urls.items():
+            moved = sandbox.moved.get(name)
+            note = f"  (port {moved} was taken)" if moved is not None else ""
+            lines.append(f"  sandbox {name}: {url}{note}")
+    else:
+        lines.append("  demo      off")
+    lines.append("")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -246,7 +358,8 @@ def worker(
     """Run only the background runtime (jobs and schedules): add these to scale out."""
     from switchboard import features, metrics
 
-    config = load()
+    # Zero-config: the running serve's simulators, or none (a worker never guesses ports).
+    config = load(zero_config_defaults=False)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -418,6 +531,12 @@ def sync_command(
     from switchboard.syncs import service as syncs
 
     config = load()
+    if is_zero_config(config) and running_sandbox(config.settings) is None:
+        fail(
+            f"no zero-config `switchboard serve` is running (data dir {config.settings.data_dir}):"
+            " its simulators are what this sync reaches; start it, or write switchboard.toml",
+            code=1,
+        )
 
     def progress(message: str) -> None:
         typer.echo(f"  {message}", err=True)

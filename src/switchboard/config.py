@@ -13,6 +13,7 @@ into exit code 2.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -118,7 +119,11 @@ class Settings(BaseSettings):
         description="Earlier secret keys, comma-separated: they still decrypt, never encrypt "
         "(key rotation; `switchboard credentials rekey` re-encrypts under the current key).",
     )
-    data_dir: Path = Field(Path("."), description="Where generated files (secret key) live.")
+    data_dir: Path = Field(
+        Path("."),
+        description="Where generated files live: the secret key, and a zero-config serve's "
+        "simulator URLs (.switchboard/sandbox.json).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a TTY, JSON lines otherwise."
@@ -129,7 +134,7 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         True,
         description="With no connections file, `serve` starts the built-in provider simulators "
-        "and wires every connection to them.",
+        "(ports 8101-8105), wires every connection to them and adds demo data (--no-demo: none).",
     )
 
     # Durable jobs (switchboard.jobs).
@@ -437,6 +442,59 @@ def load_config(settings: Settings | None = None, env: dict[str, str] | None = N
 
 
 SANDBOX_URLS_ENV = "SWITCHBOARD_SANDBOX_URLS"
+SANDBOX_PORT = 8101
+"""First of the zero-configuration simulators' fixed ports (hubspot, nango, acme, events, todo)."""
+
+
+def is_zero_config(config: Config) -> bool:
+    """No connections file and the sandbox allowed: every connection goes to the simulators."""
+    return config.source is None and config.settings.sandbox
+
+
+def sandbox_state_path(settings: Settings) -> Path:
+    """Where a zero-configuration ``serve`` records its simulators' URLs for the other commands."""
+    return settings.data_dir / ".switchboard" / "sandbox.json"
+
+
+def default_sandbox_urls(port: int = SANDBOX_PORT) -> dict[str, str]:
+    from switchboard.sandbox.server import NAMES
+
+    return {name: f"http://127.0.0.1:{port + i}" for i, name in enumerate(NAMES)}
+
+
+def running_sandbox(settings: Settings) -> dict[str, str] | None:
+    """The simulators' URLs recorded by a zero-configuration ``serve`` that is still running
+    (on this machine: the file names its process), else None."""
+    try:
+        state = json.loads(sandbox_state_path(settings).read_text(encoding="utf-8"))
+        pid, urls = int(state["pid"]), state["urls"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(urls, dict) or not _process_alive(pid):
+        return None
+    return {str(k): str(v) for k, v in urls.items()}
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def with_zero_config(config: Config, *, defaults: bool = True) -> Config:
+    """The connections the zero-configuration ``serve`` uses, for any command: the simulators of
+    the running ``serve`` when there is one, else (with ``defaults``) their fixed default ports.
+    Unchanged when a connections file is in use or the sandbox is off."""
+    if not is_zero_config(config):
+        return config
+    urls = running_sandbox(config.settings) or (default_sandbox_urls() if defaults else None)
+    return config if urls is None else with_sandbox(config, urls)
 
 
 def with_sandbox(config: Config, urls: dict[str, str]) -> Config:

@@ -77,7 +77,10 @@ class _StderrLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, verbose: bool = False) -> None:
+    """Route every log through structlog. Without ``verbose``, uvicorn's start-up lines (one set
+    per server: the hub and each simulator) and httpx's own line per request (the outbound layer
+    logs each call itself) are left out."""
     level = getattr(logging, settings.log_level.upper())
     fmt = settings.log_format
     if fmt == "auto":
@@ -119,8 +122,11 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "alembic"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # we log requests ourselves
+    logging.getLogger("uvicorn.access").disabled = not verbose  # we log requests ourselves
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet = logging.NOTSET if verbose else logging.WARNING
+    for name in ("uvicorn.error", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def get_logger(name: str) -> Any:

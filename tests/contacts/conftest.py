@@ -19,7 +19,7 @@ from switchboard.http import Outbound
 from switchboard.sandbox import AcmeSimulator, HubSpotSimulator, Sandbox, zero_config
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult
-from tests.support import API_KEY, Backend, make_settings
+from tests.support import API_KEY, Backend, make_settings, when_free
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def sync_now(config: Config, db: Database, outbound: Outbound) -> SyncNow:
     async def run(
         name: str = "hubspot", *, full: bool = False
     ) -> tuple[Any, SyncResult | None, str | None]:
-        return await syncs.run_now(config, db, outbound, name, full=full)
+        return await when_free(lambda: syncs.run_now(config, db, outbound, name, full=full))
 
     return run
 

@@ -24,7 +24,7 @@ from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettin
 from switchboard.sandbox.server import Sandbox
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult
-from tests.support import API_KEY, Backend, eventually, make_settings
+from tests.support import API_KEY, Backend, eventually, make_settings, when_free
 
 FEVER_DIR = find_fever_dir()
 CONNECTION = "events"
@@ -84,7 +84,9 @@ def sync_now(config: Config, db: Database, outbound: Outbound) -> SyncNow:
     async def run(
         name: str = CONNECTION, *, full: bool = False, database: Database | None = None
     ) -> tuple[Any, SyncResult | None, str | None]:
-        return await syncs.run_now(config, database or db, outbound, name, full=full)
+        return await when_free(
+            lambda: syncs.run_now(config, database or db, outbound, name, full=full)
+        )
 
     return run
 

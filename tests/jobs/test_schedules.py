@@ -101,3 +101,70 @@ async def test_changed_definition_is_stored(db: Database) -> None:
         row = await session.get(Schedule, "s")
     assert row is not None and row.interval_seconds == 10
     assert row.next_run_at - utcnow() <= timedelta(seconds=10)
+
+
+async def test_an_immediate_schedule_fires_once_at_start_then_on_its_slots(
+    db: Database, settings: Settings
+) -> None:
+    spec = ScheduleSpec("sync:x", "tick", every=timedelta(hours=1), immediate=True)
+    other_db = Database(settings.database_url, schema=settings.database_schema, pool_size=2)
+    try:
+        first = Scheduler(db, [spec], retention=timedelta(0))
+        second = Scheduler(other_db, [spec], retention=timedelta(0))
+        await first.register()
+        assert await first.tick() == 1  # at start, not at the next full hour
+        await second.register()  # another process starting later: nothing new to fire
+        assert await second.tick() == 0
+        assert await first.tick() == 0
+    finally:
+        await other_db.dispose()
+    assert len(await fired_slots(db, "tick")) == 1
+    async with db.read_session() as session:
+        row = await session.get(Schedule, "sync:x")
+    assert row is not None and row.next_run_at > utcnow()
+    assert row.next_run_at == spec.next_after(utcnow())  # continues on its aligned slots
+
+
+async def test_an_immediate_schedule_fires_again_when_its_settings_change(db: Database) -> None:
+    def spec(fingerprint: str) -> ScheduleSpec:
+        return ScheduleSpec(
+            "sync:x",
+            "tick",
+            every=timedelta(hours=1),
+            payload={"settings": fingerprint},
+            immediate=True,
+            coalesce=False,
+        )
+
+    first = Scheduler(db, [spec("a")], retention=timedelta(0))
+    await first.register()
+    assert await first.tick() == 1
+    restarted = Scheduler(db, [spec("a")], retention=timedelta(0))
+    await restarted.register()
+    assert await restarted.tick() == 0  # same settings: waits for its slot
+    changed = Scheduler(db, [spec("b")], retention=timedelta(0))
+    await changed.register()
+    assert await changed.tick() == 1
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job).order_by(Job.id))).all()
+    assert [j.payload["settings"] for j in jobs] == ["a", "b"]
+
+
+async def test_an_immediate_schedule_that_never_fired_fires_at_start(db: Database) -> None:
+    spec = ScheduleSpec("sync:x", "tick", every=timedelta(hours=1), immediate=True)
+    async with db.session() as session:  # stored by a process that stopped before its tick
+        session.add(
+            Schedule(
+                name="sync:x",
+                kind="tick",
+                payload={},
+                interval_seconds=3600.0,
+                cron=None,
+                next_run_at=utcnow() + timedelta(minutes=30),
+                last_slot=None,
+                updated_at=utcnow(),
+            )
+        )
+    scheduler = Scheduler(db, [spec], retention=timedelta(0))
+    await scheduler.register()
+    assert await scheduler.tick() == 1

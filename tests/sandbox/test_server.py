@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from switchboard.config import HubConfig
-from switchboard.sandbox import NAMES, Faults, Sandbox, zero_config
+from switchboard.sandbox import NAMES, Faults, HubSpotSimulator, Sandbox, zero_config
 from tests.sandbox.conftest import FEVER_DIR
 
 
@@ -201,3 +203,45 @@ def test_cli_serves_and_stops_on_ctrl_c() -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_taken_fixed_port_falls_back_to_a_free_one() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        strict = Sandbox(only="hubspot", port=port)
+        with pytest.raises(RuntimeError, match=f"cannot bind 127.0.0.1:{port}"):
+            strict.start()
+        sandbox = Sandbox(only="hubspot", port=port, fallback=True, unique_ids=True)
+        with sandbox:
+            assert sandbox.moved == {"hubspot": port}
+            url = sandbox.urls["hubspot"]
+            assert url != f"http://127.0.0.1:{port}"
+            created = httpx.post(
+                f"{url}/_sandbox/hubspot/contacts",
+                json={"properties": {"email": "moved@example.com"}},
+            )
+            assert created.status_code in (200, 201), created.text
+            # Created while running: past every id an earlier run could have handed out.
+            assert int(created.json()["id"]) > 10**10
+
+
+def test_hubspot_refuses_addresses_at_a_rejected_domain() -> None:
+    hubspot = HubSpotSimulator(rejected_email_domains=["bounce.example.org"])
+    transport = httpx.ASGITransport(app=hubspot.app)
+
+    async def create(email: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://hubspot") as http:
+            return await http.post(
+                "/crm/v3/objects/contacts",
+                json={"properties": {"email": email}},
+                headers={"Authorization": "Bearer pat-sandbox"},
+            )
+
+    refused = asyncio.run(create("ada@bounce.example.org"))
+    assert refused.status_code == 400
+    body = refused.json()
+    assert body["category"] == "VALIDATION_ERROR"
+    assert "INVALID_EMAIL" in body["message"]
+    assert asyncio.run(create("ada@example.org")).status_code == 201

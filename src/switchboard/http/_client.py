@@ -128,6 +128,13 @@ class ConnectionClient:
                         response = await self._http.send(request, stream=_stream)
                     except httpx.TransportError as exc:
                         verdict = "failure"
+                        log.info(
+                            "outbound",
+                            connection=self.name,
+                            method=method,
+                            url=str(httpx.URL(url).copy_with(query=None)),
+                            error=type(exc).__name__,
+                        )
                         metrics.REQUESTS.labels(self.name, "error").inc()
                         wait = self.policy.backoff(attempt, self._rng)
                         error = ProviderUnavailable(
@@ -139,8 +146,19 @@ class ConnectionClient:
                             raise error from None  # it may have been applied: not ours to repeat
                         reason = "transport"
                     else:
-                        metrics.LATENCY.labels(self.name).observe(time.perf_counter() - started)
+                        elapsed = time.perf_counter() - started
+                        metrics.LATENCY.labels(self.name).observe(elapsed)
                         status = response.status_code
+                        # The one line per call (httpx's own logger is silenced: see logs.py);
+                        # no query string, which can carry credentials.
+                        log.info(
+                            "outbound",
+                            connection=self.name,
+                            method=method,
+                            url=str(request.url.copy_with(query=None)),
+                            status=status,
+                            duration_ms=round(elapsed * 1000, 2),
+                        )
                         metrics.REQUESTS.labels(self.name, str(status)).inc()
                         hinted = retry_after(response, self._clock.time())
                         await budget.observe(response, hinted)

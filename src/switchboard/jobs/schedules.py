@@ -4,6 +4,11 @@ Each slot fires exactly once across any number of processes: the scheduler that 
 enqueues the slot's job and moves ``next_run_at`` past it in one transaction, holding the row
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). After downtime, the
 missed slots collapse into one run: the latest slot that has passed.
+
+An ``immediate`` schedule also fires as soon as it is first stored, again whenever its
+definition changes (its payload may carry a fingerprint of the settings it serves), and at
+start while it has never fired; later slots continue from there. That decision is taken under
+the same row lock, so it too happens once across processes.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class ScheduleSpec:
     schedule fires at :00 of every minute on every machine); ``cron`` is a 5-field expression
     in UTC. Jobs carry ``{"schedule": name, "slot": iso}`` in their payload, use the key
     ``schedule:<name>`` (so runs of one schedule never overlap) and coalesce by default (a
-    slow run does not pile up a backlog)."""
+    slow run does not pile up a backlog). ``immediate``: fire at once when first stored, when
+    the definition changes, and while it has never fired (e.g. a sync with no run yet)."""
 
     name: str
     kind: str
@@ -48,6 +54,7 @@ class ScheduleSpec:
     cron: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     coalesce: bool = True
+    immediate: bool = False
 
     def __post_init__(self) -> None:
         if (self.every is None) == (self.cron is None):
@@ -105,18 +112,24 @@ class Scheduler:
                         payload=spec.payload,
                         interval_seconds=interval,
                         cron=spec.cron,
-                        next_run_at=spec.next_after(now),
+                        next_run_at=now if spec.immediate else spec.next_after(now),
                         updated_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=["name"])
                 )
                 row = await session.get(Schedule, spec.name, with_for_update=True)
-                if row is not None and not spec.same_definition(row):
+                if row is None:
+                    continue
+                if not spec.same_definition(row):
                     row.kind = spec.kind
                     row.payload = spec.payload
                     row.interval_seconds = interval
                     row.cron = spec.cron
-                    row.next_run_at = min(row.next_run_at, spec.next_after(now))
+                    soon = now if spec.immediate else spec.next_after(now)
+                    row.next_run_at = min(row.next_run_at, soon)
+                    row.updated_at = now
+                elif spec.immediate and row.last_slot is None and row.next_run_at > now:
+                    row.next_run_at = now
                     row.updated_at = now
 
     async def tick(self) -> int:

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -551,8 +551,13 @@ def conflict(existing: int) -> HubSpotError:
     return HubSpotError(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
 
 
-def clean_properties(raw: Any, *, partial: bool) -> dict[str, str]:
-    """Validate input properties the way HubSpot does (unknown, read-only, bad email → 400)."""
+def clean_properties(
+    raw: Any, *, partial: bool, rejected_domains: Collection[str] = ()
+) -> dict[str, str]:
+    """Validate input properties the way HubSpot does (unknown, read-only, bad email → 400).
+
+    ``rejected_domains``: addresses HubSpot refuses although they are well-formed (as it does
+    for some it deems invalid), for exercising a CRM refusal end to end."""
     if raw is None and partial:
         raise validation_error("No properties given.")
     if raw is None:
@@ -576,7 +581,7 @@ def clean_properties(raw: Any, *, partial: bool) -> dict[str, str]:
         )
         if name == "email" and text:
             text = text.strip().lower()
-            if not EMAIL.match(text):
+            if not EMAIL.match(text) or text.rpartition("@")[2] in rejected_domains:
                 problems.append(_invalid(name, f"Email address {text} is invalid", "INVALID_EMAIL"))
                 continue
         out[name] = text
@@ -1017,6 +1022,8 @@ class HubSpotSimulator:
         limits: HubSpotLimits | None = None,
         contacts: int = 0,
         seed: int = 0,
+        first_id: int | None = None,
+        rejected_email_domains: Collection[str] = (),
         search_lag_ms: int = 0,
         webhooks: HubSpotWebhookSettings | None = None,
         faults: Faults | None = None,
@@ -1033,6 +1040,9 @@ class HubSpotSimulator:
         self.search_lag_ms = search_lag_ms
         self.store = ContactStore()
         self.store.seed(contacts, seed=seed)
+        if first_id is not None:
+            self.store.next_id = max(self.store.next_id, first_id)
+        self.rejected_email_domains = frozenset(d.lower() for d in rejected_email_domains)
         self.set_limits(limits or HubSpotLimits())
         self.webhooks = HubSpotWebhooks(webhooks)
         self.store.listeners.append(self.webhooks.on_changes)
@@ -1057,12 +1067,16 @@ class HubSpotSimulator:
     # Python API for tests: the changes a user makes in the HubSpot UI.
 
     def ui_create(self, properties: dict[str, Any]) -> dict[str, Any]:
-        props = clean_properties(properties, partial=False)
+        props = clean_properties(
+            properties, partial=False, rejected_domains=self.rejected_email_domains
+        )
         return self.store.create(props, source="CRM_UI").render(props)
 
     def ui_update(self, contact_id: int | str, properties: dict[str, Any] | None) -> dict[str, Any]:
         contact = self._must(str(contact_id), None)
-        props = clean_properties(properties, partial=True)
+        props = clean_properties(
+            properties, partial=True, rejected_domains=self.rejected_email_domains
+        )
         return self.store.update(contact, props, source="CRM_UI").render(props)
 
     def ui_delete(self, contact_id: int | str) -> None:
@@ -1181,7 +1195,9 @@ class HubSpotSimulator:
 
     async def create_contact(self, request: Request) -> Response:
         body = _object(await _json_body(request))
-        props = clean_properties(body.get("properties"), partial=False)
+        props = clean_properties(
+            body.get("properties"), partial=False, rejected_domains=self.rejected_email_domains
+        )
         contact = self.store.create(props)
         return JSONResponse(contact.render(props), status_code=201)
 
@@ -1190,7 +1206,9 @@ class HubSpotSimulator:
             request.path_params["contact_id"], request.query_params.get("idProperty")
         )
         body = _object(await _json_body(request))
-        props = clean_properties(body.get("properties"), partial=True)
+        props = clean_properties(
+            body.get("properties"), partial=True, rejected_domains=self.rejected_email_domains
+        )
         return JSONResponse(self.store.update(contact, props).render(props))
 
     async def archive_contact(self, request: Request) -> Response:
@@ -1237,7 +1255,9 @@ class HubSpotSimulator:
         body = _object(await _json_body(request))
         prepared = [
             clean_properties(
-                item.get("properties") if isinstance(item, dict) else None, partial=False
+                item.get("properties") if isinstance(item, dict) else None,
+                partial=False,
+                rejected_domains=self.rejected_email_domains,
             )
             for item in _inputs(body)
         ]
@@ -1273,7 +1293,9 @@ class HubSpotSimulator:
         for item in _inputs(body):
             if not isinstance(item, dict):
                 raise validation_error("Invalid input JSON: inputs must be objects.")
-            props = clean_properties(item.get("properties"), partial=True)
+            props = clean_properties(
+                item.get("properties"), partial=True, rejected_domains=self.rejected_email_domains
+            )
             key = str(item.get("id", ""))
             contact = self.store.find(key, item.get("idProperty"))
             if contact is None:
@@ -1303,7 +1325,11 @@ class HubSpotSimulator:
             id_property = item.get("idProperty")
             if id_property != "email":
                 raise validation_error('Upsert needs idProperty "email" (a unique property).')
-            props = clean_properties(item.get("properties") or {}, partial=False)
+            props = clean_properties(
+                item.get("properties") or {},
+                partial=False,
+                rejected_domains=self.rejected_email_domains,
+            )
             key = str(item.get("id", "")).strip().lower()
             with self.store.lock:
                 contact = self.store.find(key, "email")

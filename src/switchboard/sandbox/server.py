@@ -3,12 +3,14 @@
 ``Sandbox(...).start()`` serves every selected simulator with uvicorn on one background thread
 (one event loop) and returns ``{name: base_url}``; ``stop()`` shuts them down. With ``port=0`` each
 gets a free port; with ``port=P`` they get fixed ports ``P + offset`` in :data:`NAMES` order
-(hubspot P, nango P+1, acme P+2, events P+3, todo P+4), whichever are selected.
+(hubspot P, nango P+1, acme P+2, events P+3, todo P+4), whichever are selected. With
+``fallback=True`` a fixed port that is taken gives way to a free one (listed in ``moved``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -62,10 +64,19 @@ class Sandbox:
         hubspot_webhook_url: str | None = None,
         acme_webhook_url: str | None = None,
         todo_target: str | None = None,
+        fallback: bool = False,
+        unique_ids: bool = False,
+        verbose: bool = False,
     ) -> None:
+        """``unique_ids``: HubSpot ids of contacts created while running start at a per-run
+        offset (seeded contacts keep their small, deterministic ids), so a hub that keeps its
+        store across restarts never sees one id stand for two different people."""
         self.names = parse_only(only)
         self.host = host
         self.port = port
+        self.fallback = fallback
+        self.verbose = verbose
+        self.moved: dict[str, int] = {}
         self.tokens = TokenRegistry()
         self.hubspot: HubSpotSimulator | None = None
         self.nango: NangoSimulator | None = None
@@ -79,6 +90,7 @@ class Sandbox:
                 private_app_token=hubspot_token,
                 contacts=contacts,
                 seed=seed,
+                first_id=run_id_offset() if unique_ids else None,
                 faults=faults,
                 webhooks=HubSpotWebhookSettings(url=hubspot_webhook_url),
             )
@@ -101,6 +113,7 @@ class Sandbox:
             apps["todo"] = self.todo.app
         self._apps = apps
         self._servers: dict[str, uvicorn.Server] = {}
+        self._sockets: dict[str, socket.socket] = {}
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.urls: dict[str, str] = {}
@@ -111,8 +124,15 @@ class Sandbox:
             raise RuntimeError("sandbox already started")
         for name, app in self._apps.items():
             port = 0 if self.port == 0 else self.port + NAMES.index(name)
+            sock = self._bind(name, port)
+            self._sockets[name] = sock
             config = uvicorn.Config(
-                app, host=self.host, port=port, log_config=None, access_log=False, lifespan="on"
+                app,
+                host=self.host,
+                port=sock.getsockname()[1],
+                log_config=None,
+                access_log=self.verbose,
+                lifespan="on",
             )
             self._servers[name] = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="switchboard-sandbox", daemon=True)
@@ -124,14 +144,35 @@ class Sandbox:
                 raise RuntimeError(f"sandbox did not start: {self._error or 'timed out'}")
             time.sleep(0.01)
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
-        for name, server in self._servers.items():
-            port = server.servers[0].sockets[0].getsockname()[1]
-            self.urls[name] = f"http://{shown}:{port}"
+        for name, sock in self._sockets.items():
+            self.urls[name] = f"http://{shown}:{sock.getsockname()[1]}"
         return dict(self.urls)
+
+    def _bind(self, name: str, port: int) -> socket.socket:
+        """A listening socket bound here (not by uvicorn), so that a taken fixed port can fall
+        back to a free one without a window in which another process takes it."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, port))
+        except OSError as exc:
+            if port == 0 or not self.fallback:
+                sock.close()
+                raise RuntimeError(
+                    f"sandbox {name}: cannot bind {self.host}:{port}: {exc}"
+                ) from None
+            sock.bind((self.host, 0))
+            self.moved[name] = port
+        sock.listen(2048)
+        sock.setblocking(False)
+        return sock
 
     def _run(self) -> None:
         async def main() -> None:
-            await asyncio.gather(*(s.serve() for s in self._servers.values()))
+            await asyncio.gather(
+                *(s.serve(sockets=[self._sockets[n]]) for n, s in self._servers.items())
+            )
 
         try:
             asyncio.run(main())
@@ -145,6 +186,8 @@ class Sandbox:
             server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
+        for sock in self._sockets.values():
+            sock.close()
 
     def wait(self) -> None:
         """Block until the servers stop (interruptible by Ctrl-C)."""
@@ -162,6 +205,12 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def run_id_offset() -> int:
+    """Where this run's new HubSpot ids start: ten thousand per second since 2024, so a later
+    run starts past every id an earlier one could have handed out (HubSpot ids are this size)."""
+    return max(1, int(time.time()) - 1_704_067_200) * 10_000
 
 
 def zero_config(urls: Mapping[str, str]) -> dict[str, Any]:

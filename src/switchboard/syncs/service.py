@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -12,7 +13,7 @@ import structlog
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config
+from switchboard.config import Config, Connection
 from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
@@ -280,7 +281,11 @@ async def connection_summary(session: AsyncSession, config: Config, name: str) -
 
 def schedules(config: Config) -> list[ScheduleSpec]:
     """One schedule per connection whose kind syncs with an interval (and, by loading the
-    syncers, the sync job handlers of this process)."""
+    syncers, the sync job handlers of this process).
+
+    The first sync runs at start, not at the next slot, and again at once when the connection's
+    settings change: the payload carries a fingerprint of them, and the schedule is immediate.
+    """
     load()
     specs = []
     for name, conn in sorted(config.hub.connections.items()):
@@ -289,10 +294,20 @@ def schedules(config: Config) -> list[ScheduleSpec]:
         if every is not None:
             specs.append(
                 ScheduleSpec(
-                    name=f"sync:{name}", kind=TICK_KIND, every=every, payload={"connection": name}
+                    name=f"sync:{name}",
+                    kind=TICK_KIND,
+                    every=every,
+                    payload={"connection": name, "settings": settings_fingerprint(conn)},
+                    immediate=True,
                 )
             )
     return specs
+
+
+def settings_fingerprint(conn: Connection) -> str:
+    """A short digest of a connection's settings (secrets are masked in the dump, so a rotated
+    token alone does not trigger a resync)."""
+    return hashlib.sha256(conn.model_dump_json().encode()).hexdigest()[:16]
 
 
 async def run_now(
