@@ -95,7 +95,7 @@ def test_serve_with_zero_configuration_answers_health(tmp_path: Path) -> None:
         # The sandbox's HubSpot posts signed webhooks to this hub: a contact created "in the
         # HubSpot UI" reaches the contacts store without any sync.
         hubspot = next(
-            line.split(": ", 1)[1].strip()
+            line.split(": ", 1)[1].split()[0]  # "URL  (port 8101 was taken)"
             for line in proc.output().splitlines()
             if line.strip().startswith("sandbox hubspot:")
         )

@@ -5,6 +5,7 @@ CLI on the same connections, and restarts that never give a stored contact to so
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -226,6 +227,70 @@ def test_the_cli_works_on_the_running_serves_connections(hub: Hub) -> None:
     jobs = hub.cli("jobs", "list", "--kind", "users.propagate")
     assert jobs.returncode == 0, jobs.stderr
     assert "users.propagate" in jobs.stdout
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SIMULATOR_PORTS = {"8101": "hubspot", "8102": "nango", "8103": "acme", "8104": "events"}
+# Values checked literally in the README's answers (the others vary from run to run).
+STABLE_KEYS = ("state", "connection", "outcome", "kind")
+
+
+def tour_steps() -> list[tuple[str, str]]:
+    """``(command, shown answer)`` of every ``$ `` line in the README's tour."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## A five-minute tour", 1)[1].split("\n## ", 1)[0]
+    steps: list[tuple[str, str]] = []
+    for block in re.findall(r"```console\n(.*?)```", section, flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], ""))
+            elif steps:
+                steps[-1] = (steps[-1][0], steps[-1][1] + line + "\n")
+    return steps
+
+
+def test_the_readme_tour_works_as_pasted(hub: Hub) -> None:
+    """Each tour command, run as pasted (only the ports are this hub's), answers with the keys
+    and states the README shows; GETs are polled while the background work catches up."""
+    steps = tour_steps()
+    assert len(steps) >= 10
+    urls = hub.sandbox_urls()
+    for command, shown in steps:
+        command = command.replace("localhost:8000", f"127.0.0.1:{hub.port}")
+        for port, name in SIMULATOR_PORTS.items():
+            command = command.replace(f"localhost:{port}", urls[name].removeprefix("http://"))
+        command = command.replace(".venv/bin/switchboard", SWITCHBOARD)
+        keys = set(re.findall(r'"(\w+)":', shown))
+        pairs = [(k, v) for k, v in re.findall(r'"(\w+)": "([^"…]*)"', shown) if k in STABLE_KEYS]
+        words = [] if shown.startswith("{") else shown.split()[:1]
+
+        def answered(
+            out: str,
+            keys: set[str] = keys,
+            pairs: list[tuple[str, str]] = pairs,
+            words: list[str] = words,
+        ) -> bool:
+            return (
+                all(f'"{k}":' in out for k in keys)
+                and all(re.search(rf'"{k}":\s*"{re.escape(v)}"', out) for k, v in pairs)
+                and all(w in out for w in words)
+            )
+
+        deadline = time.monotonic() + 60
+        while True:
+            done = subprocess.run(
+                ["bash", "-c", command],
+                env=hub.env,
+                cwd=hub.root,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            ok = done.returncode == 0 and answered(done.stdout)
+            if ok or " -X " in command or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert ok, f"{command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
 def test_a_restart_never_gives_a_stored_contact_to_someone_else(hub: Hub) -> None:
