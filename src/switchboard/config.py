@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers to (any port), comma-separated; "
+        "`*.example.com` matches subdomains, `*` any host. Unset: loopback names only when no API "
+        "key is configured (DNS rebinding cannot reach the open API), any host otherwise.",
+    )
 
     sandbox: bool = Field(
         True,
@@ -167,9 +173,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds an open breaker waits before one probe call."
     )
 
-    _split_keys = field_validator("api_keys", "job_modules", "secret_key_previous", mode="before")(
-        _split_csv
-    )
+    _split_keys = field_validator(
+        "api_keys", "job_modules", "secret_key_previous", "allowed_hosts", mode="before"
+    )(_split_csv)
 
     @field_validator("database_url")
     @classmethod
@@ -357,6 +363,9 @@ class HubConfig(_Strict):
         return self
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
 class Config:
     """Everything the process was configured with: settings plus the connections file."""
 
@@ -372,6 +381,17 @@ class Config:
 
     def connection(self, name: str) -> Connection | None:
         return self.hub.connections.get(name)
+
+    @cached_property
+    def allowed_hosts(self) -> tuple[str, ...] | None:
+        """The host names requests may be addressed to (None: any). Without an API key the API
+        and the console are open to whoever reaches the port, and a web page can reach a
+        loopback port under its own name by DNS rebinding: only loopback names are accepted
+        then, unless ``SWITCHBOARD_ALLOWED_HOSTS`` says otherwise."""
+        configured = [h.strip().lower() for h in self.settings.allowed_hosts if h.strip()]
+        if configured:
+            return None if "*" in configured else tuple(configured)
+        return None if self.api_keys else LOOPBACK_HOSTS
 
 
 # --- loading ---------------------------------------------------------------------------------
