@@ -22,6 +22,7 @@ from switchboard.config import (
     ConfigError,
     is_loopback,
     load_config,
+    mask_urls,
     with_sandbox,
 )
 from switchboard.db import Database
@@ -203,6 +204,7 @@ def config_show() -> None:
         "settings": config.settings.model_dump(mode="json"),
         **config.hub.model_dump(mode="json"),
     }
+    out = mask_urls(out)  # SecretStr masks declared secrets; URLs may embed more
     typer.echo(json.dumps(out, indent=2, default=str))
 
 

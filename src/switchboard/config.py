@@ -20,6 +20,7 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -364,6 +365,7 @@ class HubConfig(_Strict):
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+MASK = "***"
 
 
 class Config:
@@ -467,6 +469,37 @@ def with_sandbox(config: Config, urls: dict[str, str]) -> Config:
         {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
     )
     return Config(config.settings, hub, None)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and every query value replaced by ``***`` (either may be a
+    credential: ``postgresql://user:pw@host``, ``…/feed?key=…``), for showing configuration."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing of it
+        return MASK
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}" if colon else user
+    query = "&".join(
+        f"{name}={MASK}" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    # Assembled by hand: urlunsplit drops the empty authority of sqlite:///file.db.
+    head = url[: len(parts.scheme) + 3] if url[len(parts.scheme) :].startswith("://") else ""
+    return f"{head}{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
+
+
+def mask_urls(node: Any) -> Any:
+    """:func:`mask_url` applied to every URL string in a JSON-like value."""
+    if isinstance(node, dict):
+        return {k: mask_urls(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_urls(v) for v in node]
+    if isinstance(node, str) and "://" in node:
+        return mask_url(node)
+    return node
 
 
 def is_loopback(host: str) -> bool:
