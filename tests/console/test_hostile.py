@@ -15,7 +15,7 @@ import pytest
 
 from switchboard.config import HubConfig
 from tests.console.helpers import csrf_token, login
-from tests.support import make_settings
+from tests.support import API_KEY, make_settings
 
 NOW = int(time.time())
 SIG = "a" * 64
@@ -260,3 +260,26 @@ async def test_a_nul_character_is_a_400_on_every_database(
     r = await client.get(path)
     assert r.status_code == 400, r.text[:300]
     assert "NUL" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "host", ["[", "[::1", "a:b:c", "h:99999999999999999999", b"\xe9", "x" * 5000, ""]
+)
+async def test_a_malformed_host_header_is_no_crash(
+    client: httpx.AsyncClient, host: str | bytes
+) -> None:
+    # With API keys any Host is served: the pages build URLs from it (cookies, same-origin
+    # checks, the error page's way back) and must not choke on it.
+    headers: dict[str, Any] = {"Host": host}
+    r = await client.post(
+        "/console/login", data={"api_key": API_KEY}, headers={**headers, "Origin": "http://hub"}
+    )
+    assert r.status_code == 403  # the Origin is not this (malformed) host
+    r = await client.post("/console/login", data={"api_key": API_KEY}, headers=headers)
+    assert r.status_code == 303
+    r = await client.get("/console/jobs", headers=headers)
+    assert r.status_code == 200
+    r = await client.get(
+        "/console/static/nope.css", headers={**headers, "Referer": "http://hub/console/jobs"}
+    )
+    assert r.status_code == 404 and 'href="/console"' in r.text
