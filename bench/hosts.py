@@ -23,7 +23,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from bench.common import append
 from switchboard.config import LOOPBACK_HOSTS
-from switchboard.middleware import RequestContextMiddleware, _HostCheck, _refusal
+from switchboard.middleware import RequestContextMiddleware, _host, _HostCheck
 
 ALLOWED = ["hub.example.com", "*.corp.example", "localhost"]
 SCOPE: dict[str, Any] = {
@@ -78,8 +78,8 @@ def check_us(hosts: Any) -> float:
     scope = SCOPE
 
     def guarded() -> object:
-        if check is not None or "\x00" in scope["path"] or b"%00" in scope["query_string"]:
-            return _refusal(scope, check)
+        if check is not None and not check.allows(_host(scope)):
+            return "refused"
         return None
 
     def empty() -> object:

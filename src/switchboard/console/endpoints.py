@@ -80,6 +80,9 @@ class ConsoleRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
+            # PostgreSQL refuses NUL in text, and no console address has a use for it.
+            if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
+                return error_page(request, 400, "The address contains a NUL character.", None)
             try:
                 return await handle(request)
             except AppError as exc:
