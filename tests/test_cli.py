@@ -58,6 +58,25 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert shown["settings"]["database_url"].startswith("sqlite+aiosqlite")
 
 
+def test_config_show_masks_passwords_and_query_values_in_urls(tmp_path: Path) -> None:
+    (tmp_path / "switchboard.toml").write_text(
+        '[connections.crm]\nkind = "hubspot"\nbase_url = "http://ann:url-secret-5@127.0.0.1:9"\n'
+        'auth = { type = "token", token = "t" }\n'
+        '[connections.events]\nkind = "xml_feed"\nurl = "http://127.0.0.1:9/feed?key=query-secret-6"\n'
+    )
+    env = switchboard_env(
+        Backend("postgresql+asyncpg://bob:db-secret-7@127.0.0.1:1/x", None), tmp_path
+    )
+    result = run(["config", "show"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    for secret in ("url-secret-5", "query-secret-6", "db-secret-7"):
+        assert secret not in result.stdout
+    shown = json.loads(result.stdout)
+    assert shown["settings"]["database_url"] == "postgresql+asyncpg://bob:***@127.0.0.1:1/x"
+    assert shown["connections"]["crm"]["base_url"] == "http://ann:***@127.0.0.1:9"
+    assert shown["connections"]["events"]["url"] == "http://127.0.0.1:9/feed?key=***"
+
+
 def test_db_upgrade(tmp_path: Path) -> None:
     env = switchboard_env(Backend(f"sqlite+aiosqlite:///{tmp_path}/x.db", None), tmp_path)
     result = run(["db", "upgrade"], env, tmp_path)

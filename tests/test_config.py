@@ -13,6 +13,7 @@ from switchboard.config import (
     MappedCrmConnection,
     load_config,
     load_settings,
+    mask_url,
     parse_duration,
 )
 
@@ -140,3 +141,21 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+asyncpg://bob:pw@db:5432/x?ssl=require",
+            "postgresql+asyncpg://bob:***@db:5432/x?ssl=***",
+        ),
+        ("sqlite+aiosqlite:///./switchboard.db", "sqlite+aiosqlite:///./switchboard.db"),
+        ("http://user@h/p#token=abc", "http://user@h/p"),
+        ("http://[::1]:80/feed?key=abc&flag", "http://[::1]:80/feed?key=***&flag"),
+        ("http://a:b:c@h/", "http://a:***@h/"),
+        ("http://[::1/x?key=abc", "***"),
+    ],
+)
+def test_mask_url(url: str, shown: str) -> None:
+    assert mask_url(url) == shown

@@ -79,6 +79,7 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        allowed_hosts=config.allowed_hosts,
     )
     _install_error_handlers(app)
     for router in features.routers():

@@ -28,6 +28,7 @@ from switchboard.config import (
     is_loopback,
     is_zero_config,
     load_config,
+    mask_urls,
     running_sandbox,
     sandbox_state_path,
     with_sandbox,
@@ -404,6 +405,7 @@ def config_show() -> None:
         "settings": config.settings.model_dump(mode="json"),
         **config.hub.model_dump(mode="json"),
     }
+    out = mask_urls(out)  # SecretStr masks declared secrets; URLs may embed more
     typer.echo(json.dumps(out, indent=2, default=str))
 
 

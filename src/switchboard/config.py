@@ -21,6 +21,7 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -130,6 +131,12 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers to (any port), comma-separated; "
+        "`*.example.com` matches subdomains, `*` any host. Unset: loopback names only when no API "
+        "key is configured (DNS rebinding cannot reach the open API), any host otherwise.",
+    )
 
     sandbox: bool = Field(
         True,
@@ -172,9 +179,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds an open breaker waits before one probe call."
     )
 
-    _split_keys = field_validator("api_keys", "job_modules", "secret_key_previous", mode="before")(
-        _split_csv
-    )
+    _split_keys = field_validator(
+        "api_keys", "job_modules", "secret_key_previous", "allowed_hosts", mode="before"
+    )(_split_csv)
 
     @field_validator("database_url")
     @classmethod
@@ -362,6 +369,10 @@ class HubConfig(_Strict):
         return self
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+MASK = "***"
+
+
 class Config:
     """Everything the process was configured with: settings plus the connections file."""
 
@@ -377,6 +388,17 @@ class Config:
 
     def connection(self, name: str) -> Connection | None:
         return self.hub.connections.get(name)
+
+    @cached_property
+    def allowed_hosts(self) -> tuple[str, ...] | None:
+        """The host names requests may be addressed to (None: any). Without an API key the API
+        and the console are open to whoever reaches the port, and a web page can reach a
+        loopback port under its own name by DNS rebinding: only loopback names are accepted
+        then, unless ``SWITCHBOARD_ALLOWED_HOSTS`` says otherwise."""
+        configured = [h.strip().lower() for h in self.settings.allowed_hosts if h.strip()]
+        if configured:
+            return None if "*" in configured else tuple(configured)
+        return None if self.api_keys else LOOPBACK_HOSTS
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -505,6 +527,37 @@ def with_sandbox(config: Config, urls: dict[str, str]) -> Config:
         {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
     )
     return Config(config.settings, hub, None)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and every query value replaced by ``***`` (either may be a
+    credential: ``postgresql://user:pw@host``, ``…/feed?key=…``), for showing configuration."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing of it
+        return MASK
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}" if colon else user
+    query = "&".join(
+        f"{name}={MASK}" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    # Assembled by hand: urlunsplit drops the empty authority of sqlite:///file.db.
+    head = url[: len(parts.scheme) + 3] if url[len(parts.scheme) :].startswith("://") else ""
+    return f"{head}{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
+
+
+def mask_urls(node: Any) -> Any:
+    """:func:`mask_url` applied to every URL string in a JSON-like value."""
+    if isinstance(node, dict):
+        return {k: mask_urls(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_urls(v) for v in node]
+    if isinstance(node, str) and "://" in node:
+        return mask_url(node)
+    return node
 
 
 def is_loopback(host: str) -> bool:

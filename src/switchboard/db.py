@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -29,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Dialect, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -114,6 +115,7 @@ class Database:
         self.schema = schema
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
+            _make_private(url)
             # Readers and writers get their own connections: writers begin with BEGIN
             # IMMEDIATE and wait for another process's writer their own way (_configure_sqlite).
             self.engine = create_async_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
@@ -194,6 +196,33 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+
+
+def _make_private(url: str) -> None:
+    """Make the SQLite file (which holds personal data and raw webhook bodies) readable by its
+    owner only: created 0600 before SQLite opens it, whatever the umask, and an existing file
+    (or its -wal/-shm) that others may read is set to 0600. SQLite gives the -wal and -shm
+    files it creates the main file's mode, so they follow."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # e.g. a missing directory: SQLite reports it when it opens the file
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have removed the owner's bits
+        finally:
+            os.close(fd)
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:  # absent, or not ours to change
+            continue
 
 
 def alembic_config() -> AlembicConfig:

@@ -1,5 +1,5 @@
-"""One pure-ASGI middleware for every request: request id, body limit, access log, metrics, and a
-last-resort 500 that never leaks internals."""
+"""One pure-ASGI middleware for every request: request id, Host check, body limit, access log,
+metrics, and a last-resort 500 that never leaks internals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -21,10 +22,18 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool,
+        allowed_hosts: Iterable[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.hosts = None if allowed_hosts is None else _HostCheck(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,6 +58,10 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         try:
+            if self.hosts is not None and not self.hosts.allows(_host(scope)):
+                detail = "Host not allowed: add it to SWITCHBOARD_ALLOWED_HOSTS to serve it"
+                await _send_json(send_wrapper, 400, {"detail": detail})
+                return
             if declared is not None and declared > self.max_body_bytes:
                 raise PayloadTooLarge(f"Request body larger than {self.max_body_bytes} bytes")
             await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
@@ -109,6 +122,33 @@ def _request_id(scope: Scope) -> str:
                 return candidate
             break
     return os.urandom(16).hex()  # what uuid4().hex carries, at a quarter of the cost
+
+
+class _HostCheck:
+    """Host names (any port) a request may be addressed to: exact names and ``*.suffix``."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        names = [p.lower().rstrip(".") for p in patterns]
+        self.exact = frozenset(n for n in names if not n.startswith("*."))
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+
+    def allows(self, header: bytes | None) -> bool:
+        if not header:
+            return False
+        value = header.decode("latin-1").lower()
+        if value.startswith("["):  # an IPv6 literal: its colons are not the port's
+            host = value[: value.find("]") + 1]
+        else:
+            host = value.partition(":")[0].rstrip(".")
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+
+def _host(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: bytes = value
+            return host
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -372,6 +373,13 @@ class TestOpenConsole:
         from tests.support import make_settings
 
         return make_settings(backend, tmp_path, api_keys=[])
+
+    @pytest.fixture
+    async def client(self, app: Any) -> AsyncIterator[httpx.AsyncClient]:
+        # Open mode answers loopback host names only.
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            yield c
 
     async def test_open_pages_and_csrf(self, client: httpx.AsyncClient, db: Database) -> None:
         r = await client.get("/console/connections")

@@ -16,13 +16,15 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import parse_duration
-from switchboard.console import charts, security
+from switchboard.console import charts, security, sessions
 from switchboard.console import service as console
 from switchboard.console.security import Session
 from switchboard.contacts import service as contacts_service
@@ -49,6 +51,8 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+JobId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
+"""A job id as the database can hold it (BIGINT): anything else is a 422 page, not a query."""
 MIN_WINDOW, MAX_WINDOW = timedelta(seconds=1), timedelta(days=366)
 TASK_STACK = [("completed", "#16a34a"), ("new", "#2563eb"), ("old", "#d97706")]
 
@@ -76,6 +80,9 @@ class ConsoleRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
+            # PostgreSQL refuses NUL in text, and no console address has a use for it.
+            if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
+                return error_page(request, 400, "The address contains a NUL character.", None)
             try:
                 return await handle(request)
             except AppError as exc:
@@ -188,13 +195,20 @@ def error_page(
         session,
         status_code=status_code,
         page="error",
-        heading=f"{status_code} · {HTTPStatus(status_code).phrase}",
+        heading=f"{status_code} · {_phrase(status_code)}",
         message=message,
         back=back,
     )
     for name, value in (headers or {}).items():
         response.headers.setdefault(name, value)
     return response
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:  # a status outside the standard list still gets its page
+        return "Error"
 
 
 def redirect(path: str, **params: str | int) -> RedirectResponse:
@@ -205,14 +219,23 @@ def redirect(path: str, **params: str | int) -> RedirectResponse:
 # --- session ------------------------------------------------------------------------------------
 
 
-async def current_session(request: Request) -> Session:
-    """The operator's session; without one, a redirect to the login form (or, with no API key
-    configured, a new open session)."""
+async def live_session(request: Request, db: AsyncSession) -> Session | None:
+    """The session of the request's cookie, if it is well formed, signed by a configured key
+    and not ended (logout) since."""
     keys = get_config(request).api_keys
     session = security.read_session(request.cookies.get(security.COOKIE), keys)
+    if session is None or (keys and not await sessions.is_live(db, session)):
+        return None
+    return session
+
+
+async def current_session(request: Request, db: DbSession) -> Session:
+    """The operator's session; without one, a redirect to the login form (or, with no API key
+    configured, a new open session)."""
+    session = await live_session(request, db)
     if session is not None:
         return session
-    if keys:
+    if get_config(request).api_keys:
         raise HTTPException(
             status.HTTP_303_SEE_OTHER, "Login required", headers={"Location": "/console/login"}
         )
@@ -240,15 +263,14 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/login")
-async def login_form(request: Request) -> Response:
-    keys = get_config(request).api_keys
-    if not keys or security.read_session(request.cookies.get(security.COOKIE), keys):
+async def login_form(request: Request, db: DbSession) -> Response:
+    if not get_config(request).api_keys or await live_session(request, db) is not None:
         return redirect("/connections")
     return render(request, "login.html", None, page="login", error=None)
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, db: DbSession) -> Response:
     security.refuse_cross_site(request)
     keys = get_config(request).api_keys
     if not keys:
@@ -264,14 +286,19 @@ async def login(request: Request) -> Response:
             error="That API key is not valid.",
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
-    value, _ = security.new_cookie(key)
+    value, session = security.new_cookie(key)
+    await sessions.start(db, session)
     response = redirect("/connections")
     security.set_cookie(request, response, value)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, form: PostedForm) -> Response:
+async def logout(
+    request: Request, session: ConsoleSession, form: PostedForm, db: DbSession
+) -> Response:
+    if get_config(request).api_keys:
+        await sessions.end(db, session)
     response = redirect("/login")
     security.clear_cookie(request, response)
     return response
@@ -367,7 +394,7 @@ async def jobs_page(request: Request, session: ConsoleSession, db: DbSession) ->
 
 @router.get("/jobs/{job_id}")
 async def job_page(
-    job_id: int, request: Request, session: ConsoleSession, db: DbSession, replayed: int = 0
+    job_id: JobId, request: Request, session: ConsoleSession, db: DbSession, replayed: int = 0
 ) -> HTMLResponse:
     job = await jobs_service.get_job(db, job_id)
     return render(
@@ -382,7 +409,7 @@ async def job_page(
 
 
 @router.post("/jobs/{job_id}/replay")
-async def replay(job_id: int, form: PostedForm, db: DbSession) -> RedirectResponse:
+async def replay(job_id: JobId, form: PostedForm, db: DbSession) -> RedirectResponse:
     await jobs_service.retry_job(db, job_id)
     return redirect(f"/jobs/{job_id}", replayed=1)
 
@@ -477,6 +504,7 @@ async def tasks_page(
 # --- users and contacts -------------------------------------------------------------------------
 
 USERS_PAGE = 50
+MAX_PAGE = 1_000_000  # an offset the database can take; nobody pages further by hand
 
 
 @router.get("/users")
@@ -487,7 +515,7 @@ async def users_page(
     config: CurrentConfig,
     q: str = "",
     state: str = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
     found = await console.users(
         db,

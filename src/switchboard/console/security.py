@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -47,10 +48,12 @@ def _sign(key: str, payload: str) -> str:
 
 
 def _matches_any(keys: tuple[str, ...], payload: str, signature: str) -> bool:
-    # Every key is tried, so the time taken does not tell which one (if any) matched.
+    # Every key is tried, so the time taken does not tell which one (if any) matched. Bytes:
+    # compare_digest raises on non-ASCII text.
     matched = False
+    presented = signature.encode()
     for key in keys:
-        matched |= hmac.compare_digest(_sign(key, payload), signature)
+        matched |= hmac.compare_digest(_sign(key, payload).encode(), presented)
     return matched
 
 
@@ -63,18 +66,32 @@ def new_cookie(key: str | None, *, now: float | None = None) -> tuple[str, Sessi
     return value, Session(nonce=nonce, issued=issued)
 
 
+_COOKIE_VALUE = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{1,64})\.([0-9a-f]{64}|open)", re.ASCII)
+"""``issued.nonce.signature`` as :func:`new_cookie` writes it. Anything else (non-ASCII digits,
+thousands of digits, other alphabets, another field count) is no session: a browser may send
+any bytes, and parsing them must never raise."""
+
+
+def parse_cookie(value: str | None) -> tuple[int, str, str] | None:
+    """The ``(issued, nonce, signature)`` of a well-formed cookie value, else None (total)."""
+    if not value:
+        return None
+    match = _COOKIE_VALUE.fullmatch(value)
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2), match.group(3)
+
+
 def read_session(
     value: str | None, keys: tuple[str, ...], *, now: float | None = None
 ) -> Session | None:
     """The session of a cookie value, or None when it is absent, malformed, expired or signed
-    with a key that is not configured (any more)."""
-    if not value:
+    with a key that is not configured (any more). Whether the session was ended (logout) is the
+    store's answer (:mod:`switchboard.console.sessions`), not this one."""
+    parsed = parse_cookie(value)
+    if parsed is None:
         return None
-    issued_text, _, rest = value.partition(".")
-    nonce, _, signature = rest.rpartition(".")
-    if not issued_text.isdigit() or not nonce or not signature:
-        return None
-    issued = int(issued_text)
+    issued, nonce, signature = parsed
     age = (time.time() if now is None else now) - issued
     if not -60 <= age <= SESSION_TTL:
         return None

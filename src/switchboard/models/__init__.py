@@ -1,6 +1,7 @@
 """ORM tables, one module per table. Importing this package registers them all on ``Base``."""
 
 from switchboard.models.base import Base
+from switchboard.models.console_login import ConsoleLogin
 from switchboard.models.credential import Credential
 from switchboard.models.event_plan import EventPlan
 from switchboard.models.feed_state import FeedState
@@ -16,6 +17,7 @@ from switchboard.models.webhook_delivery import WebhookDelivery
 
 __all__ = [
     "Base",
+    "ConsoleLogin",
     "Credential",
     "EventPlan",
     "FeedState",
