@@ -1,0 +1,61 @@
+"""A provider that drops the connection mid-body, bodies over the size caps: provider failures
+that change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from switchboard.db import Database
+from switchboard.models import SyncRun
+from switchboard.sandbox.events import EventFeedSimulator
+from tests.events.conftest import CONNECTION, SyncNow
+from tests.events.test_feed_failures import snapshot
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def reset_feed(feed: EventFeedSimulator) -> Iterator[EventFeedSimulator]:
+    yield feed
+    feed.faults.clear()
+
+
+async def test_a_connection_reset_mid_body_is_a_provider_failure(
+    reset_feed: EventFeedSimulator,
+    sync_now: SyncNow,
+    fresh_search: Any,
+    client: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    _, _, error = await sync_now()
+    assert error is None
+    before_search = (await fresh_search()).json()
+    before = await snapshot(db)
+    ingests = {"connection": CONNECTION, "result": "provider_error"}
+    outbound = {"connection": CONNECTION, "status": "error"}
+    failed_ingests = sample("switchboard_feed_ingests_total", **ingests)
+    transport_errors = sample("switchboard_outbound_requests_total", **outbound)
+
+    # The simulator answers 200 with a Content-Length, then closes the connection mid-body.
+    reset_feed.faults.update(down="reset")
+    run, result, error = await sync_now()
+
+    assert result is None and error is not None
+    assert error == f"{CONNECTION}: RemoteProtocolError reading the provider's answer"
+    async with db.read_session() as session:
+        stored = await session.get(SyncRun, run.id)
+    assert stored is not None and stored.outcome == "failed"
+    assert stored.detail is not None and stored.detail["error"] == error
+    assert sample("switchboard_feed_ingests_total", **ingests) == failed_ingests + 1
+    assert sample("switchboard_outbound_requests_total", **outbound) == transport_errors + 1
+    assert await snapshot(db) == before
+    assert (await fresh_search()).json() == before_search
+    listed = (await client.get(f"/connections/{CONNECTION}/runs")).json()
+    assert "internal error" not in str(listed)
