@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    feed_max_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="Largest feed document, decompressed (a larger one fails the run).",
+    )
+    feed_max_download_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="Largest feed answer as sent on the wire (compressed or not).",
+    )
 
     sandbox: bool = Field(
         True,

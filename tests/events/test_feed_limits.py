@@ -1,5 +1,4 @@
-"""A provider that drops the connection mid-body, bodies over the size caps: provider failures
-that change nothing."""
+"""A provider that drops the connection mid-body: a provider failure that changes nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from tests.events.conftest import CONNECTION, SyncNow
 from tests.events.test_feed_failures import snapshot
 
 
-def sample(name: str, **labels: str) -> float:
+def sample_value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -40,8 +39,8 @@ async def test_a_connection_reset_mid_body_is_a_provider_failure(
     before = await snapshot(db)
     ingests = {"connection": CONNECTION, "result": "provider_error"}
     outbound = {"connection": CONNECTION, "status": "error"}
-    failed_ingests = sample("switchboard_feed_ingests_total", **ingests)
-    transport_errors = sample("switchboard_outbound_requests_total", **outbound)
+    failed_ingests = sample_value("switchboard_feed_ingests_total", **ingests)
+    transport_errors = sample_value("switchboard_outbound_requests_total", **outbound)
 
     # The simulator answers 200 with a Content-Length, then closes the connection mid-body.
     reset_feed.faults.update(down="reset")
@@ -53,8 +52,8 @@ async def test_a_connection_reset_mid_body_is_a_provider_failure(
         stored = await session.get(SyncRun, run.id)
     assert stored is not None and stored.outcome == "failed"
     assert stored.detail is not None and stored.detail["error"] == error
-    assert sample("switchboard_feed_ingests_total", **ingests) == failed_ingests + 1
-    assert sample("switchboard_outbound_requests_total", **outbound) == transport_errors + 1
+    assert sample_value("switchboard_feed_ingests_total", **ingests) == failed_ingests + 1
+    assert sample_value("switchboard_outbound_requests_total", **outbound) == transport_errors + 1
     assert await snapshot(db) == before
     assert (await fresh_search()).json() == before_search
     listed = (await client.get(f"/connections/{CONNECTION}/runs")).json()

@@ -3,6 +3,7 @@
 from switchboard.models.base import Base
 from switchboard.models.credential import Credential
 from switchboard.models.event_plan import EventPlan
+from switchboard.models.event_plan_staging import EventPlanStaging
 from switchboard.models.feed_state import FeedState
 from switchboard.models.job import Job
 from switchboard.models.rate_bucket import RateBucket
@@ -18,6 +19,7 @@ __all__ = [
     "Base",
     "Credential",
     "EventPlan",
+    "EventPlanStaging",
     "FeedState",
     "Job",
     "RateBucket",
