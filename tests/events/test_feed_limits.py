@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,3 +59,19 @@ async def test_a_connection_reset_mid_body_is_a_provider_failure(
     assert (await fresh_search()).json() == before_search
     listed = (await client.get(f"/connections/{CONNECTION}/runs")).json()
     assert "internal error" not in str(listed)
+
+
+async def test_the_search_index_reports_its_footprint(
+    feed: EventFeedSimulator, sync_now: SyncNow, fresh_search: Any, client: httpx.AsyncClient
+) -> None:
+    feed.configure(mode="generated", base_plans=40, plans=3, zones=2, seed=5)
+    _, result, error = await sync_now()
+    assert error is None and result is not None
+    events = (await fresh_search()).json()["data"]["events"]
+    # Offline plans are stored but never searchable, and the index holds only what is.
+    assert 0 < len(events) < result.detail["plans"]
+    metrics = (await client.get("/metrics")).text
+    assert f"switchboard_search_index_plans {float(len(events))}" in metrics
+    footprint = sample_value("switchboard_search_index_bytes")
+    payload = sum(len(json.dumps(e, separators=(",", ":"))) for e in events)
+    assert payload < footprint < payload + 1000 * len(events)
