@@ -416,7 +416,7 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
     )
 
 
-_STAGE_PLANS = 5000
+_STAGE_PLANS = 2000
 """Plans staged per transaction: the most the ingest holds at once, whatever the feed's size."""
 
 
@@ -430,7 +430,7 @@ async def _read_document(
     state). Returns the digest, the size, and the parse's summary (its plans are staged) or why
     the document is not a feed (an identical document is skipped by digest).
     """
-    inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
     outbox: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
     abandon = threading.Event()
     parsing = asyncio.get_running_loop().run_in_executor(
