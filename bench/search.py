@@ -157,6 +157,18 @@ def main() -> None:
     parser.add_argument("--zones", type=int, default=100)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="measure the ingest (time, peak RSS) and skip /search (e.g. the 622k-plan feed: "
+        "--base-plans 62200 --plans 10 --zones 1)",
+    )
+    parser.add_argument(
+        "--sandbox-port",
+        type=int,
+        help="use the sandbox already running on this port (its events simulator on port + 3) "
+        "instead of starting one: generating a large feed takes minutes",
+    )
     parser.add_argument("--serve-constant", nargs=3, metavar=("PORT", "SIZE", "ACCESS_LOG"))
     args = parser.parse_args()
     if args.serve_constant:
@@ -168,15 +180,17 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     base_env["PYTHONPATH"] = str(REPO)
     sandbox_log = open(tmp / "sandbox.log", "wb")  # noqa: SIM115 - closed with the process
-    sandbox = subprocess.Popen(
-        [SWITCHBOARD, "sandbox", "--only", "events", "--port", str(SANDBOX_PORT)],
-        env=base_env,
-        cwd=tmp,
-        stdout=sandbox_log,
-        stderr=subprocess.STDOUT,
-    )
-    feed_base = f"http://127.0.0.1:{SANDBOX_PORT + 3}"
-    procs: list[subprocess.Popen[bytes]] = [sandbox]
+    procs: list[subprocess.Popen[bytes]] = []
+    if args.sandbox_port is None:
+        sandbox = subprocess.Popen(
+            [SWITCHBOARD, "sandbox", "--only", "events", "--port", str(SANDBOX_PORT)],
+            env=base_env,
+            cwd=tmp,
+            stdout=sandbox_log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(sandbox)
+    feed_base = f"http://127.0.0.1:{(args.sandbox_port or SANDBOX_PORT) + 3}"
     rows: list[list[str]] = []
     try:
         wait_http(f"{feed_base}/_sandbox/events/settings")
@@ -221,6 +235,24 @@ def main() -> None:
         peak_mb, seconds = rss_and_time(ingest.stderr)
         summary = ingest.stdout.strip().splitlines()[-1]
         print(f"ingest: {seconds:.1f}s, peak RSS {peak_mb:.0f} MB")
+        if args.ingest_only:
+            text = append(
+                "Event feed ingest (bench/search.py --ingest-only)",
+                f"python -m bench.search --base-plans {args.base_plans} --plans {args.plans} "
+                f"--zones {args.zones} --ingest-only",
+                ["feed", "bytes", "ingest s", "peak RSS MB", "run"],
+                [
+                    [
+                        f"{args.base_plans:,} x {args.plans} x {args.zones}",
+                        f"{size:,}",
+                        f"{seconds:.1f}",
+                        f"{peak_mb:.0f}",
+                        summary,
+                    ]
+                ],
+            )
+            print(text)
+            return
 
         results: dict[tuple[str, bool], dict[str, float]] = {}
         sizes: dict[str, tuple[int, int]] = {}
@@ -302,7 +334,7 @@ def main() -> None:
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in vars(args).items()
-                if k != "serve_constant"
+                if k not in ("serve_constant", "sandbox_port", "ingest_only")
             )
             + f"; wrk -t2 -c{args.connections} -d{args.duration}s --latency; {feed_desc}",
             ["case", "access log", "req/s", "p50 ms", "p99 ms", "% of ceiling", "non-2xx"],

@@ -137,6 +137,16 @@ class Settings(BaseSettings):
         "`*.example.com` matches subdomains, `*` any host. Unset: loopback names only when no API "
         "key is configured (DNS rebinding cannot reach the open API), any host otherwise.",
     )
+    feed_max_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="Largest feed document, decompressed (a larger one fails the run).",
+    )
+    feed_max_download_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="Largest feed answer as sent on the wire (compressed or not).",
+    )
 
     sandbox: bool = Field(
         True,

@@ -310,9 +310,41 @@ async def test_graceful_stop_hands_back_unfinished_jobs(
     await asyncio.wait_for(started.wait(), 10)
     first.grace = 0.05
     await first.stop()
+    # Handed back at once, not left for a lease to lapse, and the cut attempt is not a failure.
+    handed_back = await job(db, job_id)
+    assert handed_back.state == "pending" and handed_back.worker is None
+    assert handed_back.run_at <= utcnow() and handed_back.attempts - handed_back.deferrals == 0
+    assert (
+        handed_back.last_error is not None and "handed back at shutdown" in handed_back.last_error
+    )
     await start_worker()
     await eventually(lambda: state_is(db, job_id, "succeeded"))
     assert [att for _, att, _ in rec.runs] == [1, 2]
+
+
+async def test_shutdown_does_not_wait_for_a_handler_that_ignores_cancellation(
+    db: Database, config: Config, rec: Recorder, start_worker: Any
+) -> None:
+    started = asyncio.Event()
+    done = asyncio.Event()
+
+    @rec.registry.handler("stubborn")
+    async def run(ctx: JobContext) -> None:
+        started.set()
+        # A handler stuck in work that cannot be interrupted (a thread, a shielded call).
+        await asyncio.shield(done.wait())
+
+    first = await start_worker()
+    async with db.session() as session:
+        job_id = await enqueue(session, "stubborn", {})
+    await asyncio.wait_for(started.wait(), 10)
+    first.grace = 0.05
+    began = asyncio.get_running_loop().time()
+    await first.stop()
+    assert asyncio.get_running_loop().time() - began < 0.05 + 2.0 + 1.0
+    handed_back = await job(db, job_id)
+    assert handed_back.state == "pending" and handed_back.attempts - handed_back.deferrals == 0
+    done.set()
 
 
 async def test_a_worker_with_every_slot_busy_parks_instead_of_spinning(

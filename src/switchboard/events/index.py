@@ -29,6 +29,11 @@ log = structlog.get_logger("switchboard.events.index")
 PREFIX = b'{"data":{"events":['
 SUFFIX = b']},"error":null}'
 CHECK_INTERVAL = 0.25
+_LOAD_ROWS = 5000
+# Per plan besides its JSON (sys.getsizeof, CPython 3.11, 64-bit): its dict slot (~104) and id
+# string (85), the entry tuple (72) and its two floats (48), the bytes header (33), and three
+# list slots (24).
+_ENTRY_OVERHEAD = 104 + 85 + 72 + 48 + 33 + 24
 
 _indexes: weakref.WeakKeyDictionary[Database, SearchIndex] = weakref.WeakKeyDictionary()
 
@@ -130,33 +135,39 @@ class SearchIndex:
             if version == self.version:
                 self._checked(started)
                 return
-            rows = (
-                await session.execute(
-                    select(
-                        EventPlan.id,
-                        EventPlan.title,
-                        EventPlan.starts_local,
-                        EventPlan.ends_local,
-                        EventPlan.starts_at,
-                        EventPlan.ends_at,
-                        EventPlan.min_price,
-                        EventPlan.max_price,
-                    ).where(EventPlan.ever_online.is_(True), EventPlan.version > self.version)
+            # Streamed in partitions: the first load of a large store never holds every row
+            # object at once on top of the index it builds.
+            result = await session.stream(
+                select(
+                    EventPlan.id,
+                    EventPlan.title,
+                    EventPlan.starts_local,
+                    EventPlan.ends_local,
+                    EventPlan.starts_at,
+                    EventPlan.ends_at,
+                    EventPlan.min_price,
+                    EventPlan.max_price,
                 )
-            ).all()
-        self._apply(rows)
-        loaded = len(rows)
+                .where(EventPlan.ever_online.is_(True), EventPlan.version > self.version)
+                .execution_options(yield_per=_LOAD_ROWS)
+            )
+            loaded = 0
+            async for rows in result.partitions():
+                self._load(rows)
+                loaded += len(rows)
+        self._rebuild()
         log.info("search_index_loaded", version=version, changed=loaded, plans=len(self._rows))
         self.version = version
         metrics.INDEX_VERSION.set(version)
         metrics.INDEX_PLANS.set(len(self._rows))
+        metrics.INDEX_BYTES.set(self.footprint())
         self._checked(started)
 
     def _checked(self, started: float) -> None:
         self.checked_at = started
         metrics.INDEX_LOADED_AT.set(time.time() - (time.monotonic() - started))
 
-    def _apply(self, rows: Any) -> None:
+    def _load(self, rows: Any) -> None:
         entries = self._entries
         for plan_id, title, starts_local, ends_local, starts_at, ends_at, low, high in rows:
             entries[plan_id] = (
@@ -165,11 +176,19 @@ class SearchIndex:
                 plan_id,
                 event_row(plan_id, title, starts_local, ends_local, low, high),
             )
-        ordered = sorted(entries.values())
+
+    def _rebuild(self) -> None:
+        ordered = sorted(self._entries.values())
         # Swap whole lists: a search never sees a half-built index.
         self._starts = [e[0] for e in ordered]
         self._ends = [e[1] for e in ordered]
         self._rows = [e[3] for e in ordered]
+
+    def footprint(self) -> int:
+        """Approximate bytes the index holds: the ready JSON of every plan and the per-plan
+        bookkeeping (its entry, id and times, and its slots in the sorted lists)."""
+        rows = self._rows
+        return sum(map(len, rows)) + len(rows) * _ENTRY_OVERHEAD
 
     def search(self, starts_at: float | None, ends_at: float | None) -> bytes:
         """The spec's 200 body for plans with ``start >= starts_at`` and ``end <= ends_at``

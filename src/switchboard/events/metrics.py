@@ -32,6 +32,11 @@ INDEX_VERSION = Gauge(
 INDEX_PLANS = Gauge(
     "switchboard_search_index_plans", "Searchable plans in the index.", multiprocess_mode="livemin"
 )
+INDEX_BYTES = Gauge(
+    "switchboard_search_index_bytes",
+    "Approximate memory held by the search index (it holds searchable plans only).",
+    multiprocess_mode="livemax",
+)
 INDEX_LOADED_AT = Gauge(
     "switchboard_search_index_checked_timestamp_seconds",
     "When this process last confirmed its index is current (epoch seconds).",

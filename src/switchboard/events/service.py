@@ -12,27 +12,50 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from switchboard.config import XmlFeedConnection
-from switchboard.connectors.xml_feed import FeedClient, FeedParser, FeedPlan, NotAFeed, ParsedFeed
-from switchboard.db import insert, utcnow
+from switchboard.connectors.xml_feed import (
+    FeedClient,
+    FeedParser,
+    FeedPlan,
+    NotAFeed,
+    ParsedFeed,
+    duplicate_message,
+    skip,
+)
+from switchboard.connectors.xml_feed.parser import MAX_EXAMPLES
+from switchboard.db import Database, UTCDateTime, insert, utcnow
 from switchboard.errors import AppError, TerminalError
 from switchboard.events import metrics
 from switchboard.events.index import invalidate
 from switchboard.events.versions import bump_version
 from switchboard.jobs import RetryLater
-from switchboard.models import EventPlan, FeedState
+from switchboard.models import EventPlan, EventPlanStaging, FeedState
 from switchboard.syncs import SyncContext, SyncResult
 
 log = structlog.get_logger("switchboard.events")
@@ -108,78 +131,161 @@ class StoreResult:
     inserted: int = 0
     gone: int = 0
     version: int | None = None
-    skipped: Counter[str] = field(default_factory=Counter)
 
 
-async def store_feed(
-    session: AsyncSession,
-    connection: str,
-    feed: ParsedFeed,
-    *,
-    zone: tzinfo,
-    now: datetime,
-    previous_seen: datetime | None,
-) -> StoreResult:
-    """Apply a parsed document to the store in the caller's transaction."""
-    existing = {
-        row.id: row
-        for row in (
-            await session.execute(
-                select(
-                    EventPlan.id, EventPlan.content_hash, EventPlan.ever_online, EventPlan.in_feed
-                ).where(EventPlan.connection == connection)
-            )
-        ).all()
-    }
-    result = StoreResult(plans=len(feed.plans), skipped=feed.skipped)
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for plan in feed.plans:
-        values = plan_values(connection, plan, zone)
-        seen.add(values["id"])
-        old = existing.get(values["id"])
-        online = plan.sell_mode == "online" or (old is not None and old.ever_online)
-        if (
-            old is not None
-            and old.in_feed
-            and old.content_hash == values["content_hash"]
-            and old.ever_online == online
-        ):
-            continue
-        values.update(
-            ever_online=online,
-            in_feed=True,
-            first_seen_at=now,
-            last_seen_at=now,
-            changed_at=now,
-        )
-        rows.append(values)
-        result.inserted += old is None
-    gone = [plan_id for plan_id, row in existing.items() if row.in_feed and plan_id not in seen]
-    if rows:
-        result.version = version = await bump_version(session)
-        stmt = insert(session, EventPlan)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                name: stmt.excluded[name] for name in rows[0] if name not in ("id", "first_seen_at")
-            }
-            | {"version": stmt.excluded.version},
-        )
-        for start in range(0, len(rows), _BATCH):
-            batch = [{**row, "version": version} for row in rows[start : start + _BATCH]]
-            await session.execute(stmt, batch)
-        result.written = len(rows)
-    # A plan that left the feed keeps its values; search does not change, so no version bump.
-    for start in range(0, len(gone), _BATCH):
+class _Stager:
+    """Writes the plans of the document being read to ``event_plan_staging`` in bounded chunks
+    (one short transaction each, so other writers are not held up during a long download).
+
+    A plan that appears twice in the document is a ``duplicate`` skip; its last occurrence wins
+    (within a chunk by the dictionary, across chunks by the upsert).
+    """
+
+    def __init__(self, db: Database, connection: str) -> None:
+        self.db = db
+        self.connection = connection
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.skipped: Counter[str] = Counter()
+        self.examples: list[str] = []
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for values in rows:
+            if values["id"] in self.pending:
+                self._duplicate(values)
+            self.pending[values["id"]] = values
+
+    def _duplicate(self, values: dict[str, Any]) -> None:
+        message = duplicate_message(values["base_plan_id"], values["plan_id"])
+        skip(self.skipped, self.examples, "duplicate", message)
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = list(self.pending.values()), {}
+        async with self.db.session() as session:
+            for start in range(0, len(rows), _BATCH):
+                batch = rows[start : start + _BATCH]
+                staged = await session.scalars(
+                    select(EventPlanStaging.id).where(
+                        EventPlanStaging.connection == self.connection,
+                        EventPlanStaging.id.in_([row["id"] for row in batch]),
+                    )
+                )
+                seen = set(staged)
+                for row in batch:
+                    if row["id"] in seen:
+                        self._duplicate(row)
+                stmt = insert(session, EventPlanStaging)
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["connection", "id"],
+                        set_={name: stmt.excluded[name] for name in batch[0] if name != "id"},
+                    ),
+                    batch,
+                )
+
+
+async def clear_staging(db: Database, connection: str) -> None:
+    async with db.session() as session:
         await session.execute(
-            update(EventPlan)
-            .where(EventPlan.id.in_(gone[start : start + _BATCH]))
-            .values(in_feed=False, last_seen_at=previous_seen or now)
-            .execution_options(synchronize_session=False)
+            delete(EventPlanStaging).where(EventPlanStaging.connection == connection)
         )
-    result.gone = len(gone)
+
+
+async def apply_staged(
+    session: AsyncSession, connection: str, *, now: datetime, previous_seen: datetime | None
+) -> StoreResult:
+    """Apply the staged document to the store in the caller's transaction, set-based (the
+    database does the work, so memory does not grow with the feed), and clear the staging.
+
+    A plan is written when it is new, came back, changed (content hash), or was seen online for
+    the first time; a stored plan missing from the document leaves the feed (``in_feed``
+    false, its values kept).
+    """
+    s, p = EventPlanStaging, aliased(EventPlan, name="p")
+    mine = s.connection == connection
+    online = s.sell_mode == "online"
+    changed = or_(
+        p.id.is_(None),
+        p.in_feed.is_(False),
+        p.content_hash != s.content_hash,
+        and_(online, p.ever_online.is_(False)),
+    )
+    joined = s.__table__.outerjoin(p, p.id == s.id)
+    plans, written, inserted = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(changed),
+                func.count().filter(p.id.is_(None)),
+            )
+            .select_from(joined)
+            .where(mine)
+        )
+    ).one()
+    result = StoreResult(plans=plans, written=written, inserted=inserted)
+    if written:
+        result.version = version = await bump_version(session)
+        stamp = literal(now, UTCDateTime())
+        columns = {
+            **{name: getattr(s, name) for name in _VALUE_COLUMNS},
+            "ever_online": or_(online, func.coalesce(p.ever_online, false())),
+            "in_feed": true(),
+            "first_seen_at": stamp,
+            "last_seen_at": stamp,
+            "changed_at": stamp,
+            "version": literal(version, BigInteger()),
+        }
+        stmt = insert(session, EventPlan).from_select(
+            list(columns),
+            select(*(value.label(name) for name, value in columns.items()))
+            .select_from(joined)
+            .where(mine, changed),
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["id"],
+                set_={name: stmt.excluded[name] for name in columns if name not in _KEPT},
+            )
+        )
+    # A plan that left the feed keeps its values; search does not change, so no version bump.
+    gone = await session.execute(
+        update(EventPlan)
+        .where(
+            EventPlan.connection == connection,
+            EventPlan.in_feed.is_(True),
+            ~exists().where(mine, s.id == EventPlan.id),
+        )
+        .values(in_feed=False, last_seen_at=previous_seen or now)
+        .execution_options(synchronize_session=False)
+    )
+    result.gone = int(gone.rowcount)  # type: ignore[attr-defined]
+    await session.execute(delete(s).where(mine))
     return result
+
+
+_VALUE_COLUMNS = (
+    "id",
+    "connection",
+    "base_plan_id",
+    "plan_id",
+    "title",
+    "sell_mode",
+    "organizer_company_id",
+    "starts_local",
+    "ends_local",
+    "starts_at",
+    "ends_at",
+    "sell_from",
+    "sell_to",
+    "sold_out",
+    "zones",
+    "capacity",
+    "min_price",
+    "max_price",
+    "content_hash",
+)
+_KEPT = ("id", "first_seen_at")
 
 
 async def _state(session: AsyncSession, connection: str) -> FeedState | None:
@@ -197,15 +303,27 @@ async def _save_state(session: AsyncSession, connection: str, **values: Any) -> 
 
 
 async def sync_feed(ctx: SyncContext) -> SyncResult:
-    """One fetch of an ``xml_feed`` connection into the store (the syncer's ``run``)."""
+    """One fetch of an ``xml_feed`` connection into the store (the syncer's ``run``).
+
+    The body is parsed as it arrives and its plans staged in the database in bounded chunks;
+    only a complete feed document is applied, in one transaction, so a failed, oversized or
+    malformed fetch changes nothing. Memory does not grow with the size of the feed.
+    """
     conn = ctx.connection
     assert isinstance(conn, XmlFeedConnection)
     name = ctx.name
     zone = provider_zone(conn.timezone)
+    settings = ctx.config.settings
     async with ctx.db.read_session() as session:
         state = await _state(session, name)
     use_validators = state is not None and not ctx.full
-    client = FeedClient(ctx.outbound.client(name), conn.url)
+    client = FeedClient(
+        ctx.outbound.client(name),
+        conn.url,
+        max_bytes=settings.feed_max_bytes,
+        max_download_bytes=settings.feed_max_download_bytes,
+    )
+    stager = _Stager(ctx.db, name)
     ctx.progress(f"{name}: fetching {conn.url}")
     try:
         async with client.fetch(
@@ -217,9 +335,11 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
                 document = None
             else:
                 ctx.progress(f"{name}: parsing the document as it arrives")
-                document = await _read_document(fetched.chunks)
+                await clear_staging(ctx.db, name)  # what a killed run left
+                document = await _read_document(fetched.chunks, stager, name, zone)
     except (AppError, RetryLater):
         metrics.INGESTS.labels(name, "provider_error").inc()
+        await clear_staging(ctx.db, name)
         raise
     now = utcnow()
     if document is None:
@@ -229,6 +349,7 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
         return SyncResult(pages=1, detail={"not_modified": True})
     digest, size, parsed = document
     if use_validators and state is not None and state.document_hash == digest:
+        await clear_staging(ctx.db, name)
         async with ctx.db.session() as session:
             await _save_state(
                 session,
@@ -240,19 +361,21 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
         metrics.INGESTS.labels(name, "unchanged").inc()
         return SyncResult(pages=1, detail={"unchanged": True, "bytes": size})
     if isinstance(parsed, NotAFeed):
+        await clear_staging(ctx.db, name)
         metrics.INGESTS.labels(name, "not_a_feed").inc()
         raise FeedRejected(
             f"{name}: not a feed document ({parsed}; {size} bytes, "
             f"content-type {fetched.content_type or 'none'})"
         )
-    feed = parsed
-    ctx.progress(f"{name}: {len(feed.plans):,} plans, {feed.skipped_total:,} skipped; storing")
+    skipped = parsed.skipped + stager.skipped
+    examples = (parsed.examples + stager.examples)[:MAX_EXAMPLES]
+    ctx.progress(
+        f"{name}: document read ({size:,} bytes, {sum(skipped.values()):,} skipped); storing"
+    )
     async with ctx.db.session() as session:
-        stored = await store_feed(
+        stored = await apply_staged(
             session,
             name,
-            feed,
-            zone=zone,
             now=now,
             previous_seen=state.last_success_at if state is not None else None,
         )
@@ -269,10 +392,10 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
     metrics.INGESTS.labels(name, "stored").inc()
     metrics.PLANS_WRITTEN.labels(name).inc(stored.written)
     metrics.PLANS_IN_FEED.labels(name).set(stored.plans)
-    for reason, count in feed.skipped.items():
+    for reason, count in skipped.items():
         metrics.PLANS_SKIPPED.labels(name, reason).inc(count)
     detail: dict[str, Any] = {
-        "dialect": feed.dialect,
+        "dialect": parsed.dialect,
         "bytes": size,
         "plans": stored.plans,
         "inserted": stored.inserted,
@@ -280,41 +403,68 @@ async def sync_feed(ctx: SyncContext) -> SyncResult:
         "left_feed": stored.gone,
         "version": stored.version,
     }
-    if feed.skipped:
-        detail["skipped_reasons"] = dict(feed.skipped)
-        detail["skipped_examples"] = feed.examples[:5]
+    if skipped:
+        detail["skipped_reasons"] = dict(skipped)
+        detail["skipped_examples"] = examples[:5]
     return SyncResult(
         pages=1,
         upserted=stored.written,
         deleted=0,
-        skipped=feed.skipped_total,
+        skipped=sum(skipped.values()),
         errors=0,
         detail=detail,
     )
 
 
+_STAGE_PLANS = 2000
+"""Plans staged per transaction: the most the ingest holds at once, whatever the feed's size."""
+
+
 async def _read_document(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[bytes], stager: _Stager, connection: str, zone: tzinfo
 ) -> tuple[str, int, ParsedFeed | NotAFeed]:
-    """Hash and parse the body as it arrives: memory stays bounded by a few chunks, not the
-    document. Parsing is CPU-bound, so it runs off the event loop (the API keeps answering
-    during a large ingest) — in one thread for the whole document, because an lxml parser must
-    stay on the thread that created it (libxml2 keeps per-thread state). Returns the digest, the
-    size, and the parsed feed or why it is not one (an identical document is skipped by digest).
+    """Hash, parse and stage the body as it arrives: memory stays bounded by a few chunks and
+    one staging batch, not the document. Parsing is CPU-bound, so it runs off the event loop
+    (the API keeps answering during a large ingest) — in one thread for the whole document,
+    because an lxml parser must stay on the thread that created it (libxml2 keeps per-thread
+    state). Returns the digest, the size, and the parse's summary (its plans are staged) or why
+    the document is not a feed (an identical document is skipped by digest).
     """
-    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-    parsing = asyncio.get_running_loop().run_in_executor(None, _parse_queue, pending)
+    inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+    outbox: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
+    abandon = threading.Event()
+    parsing = asyncio.get_running_loop().run_in_executor(
+        None, _parse_queue, inbox, outbox, abandon, connection, zone
+    )
     digest = hashlib.sha256()
     size = 0
     try:
         async for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
-            await _put(pending, chunk)
+            await _put(inbox, chunk)
+            await _stage_ready(outbox, stager, _STAGE_PLANS)
+    except BaseException:
+        abandon.set()  # a failed or cancelled read: the thread drops what is queued and ends
+        raise
     finally:
-        await _put(pending, None)  # always: the parsing thread must finish
+        await _put(inbox, None)  # always: the parsing thread must finish
         parsed = await parsing
+    await _stage_ready(outbox, stager, 0)
     return digest.hexdigest(), size, parsed
+
+
+async def _stage_ready(
+    outbox: queue.SimpleQueue[list[dict[str, Any]]], stager: _Stager, at_least: int
+) -> None:
+    """Stage what the parser has handed over, once ``at_least`` plans are waiting."""
+    while True:
+        try:
+            stager.add(outbox.get_nowait())
+        except queue.Empty:
+            break
+    if len(stager.pending) >= at_least:
+        await stager.flush()
 
 
 async def _put(pending: queue.Queue[bytes | None], item: bytes | None) -> None:
@@ -324,21 +474,36 @@ async def _put(pending: queue.Queue[bytes | None], item: bytes | None) -> None:
         await asyncio.to_thread(pending.put, item)
 
 
-def _parse_queue(pending: queue.Queue[bytes | None]) -> ParsedFeed | NotAFeed:
+def _parse_queue(
+    inbox: queue.Queue[bytes | None],
+    outbox: queue.SimpleQueue[list[dict[str, Any]]],
+    abandon: threading.Event,
+    connection: str,
+    zone: tzinfo,
+) -> ParsedFeed | NotAFeed:
     parser = FeedParser()
     problem: NotAFeed | None = None
-    while (chunk := pending.get()) is not None:
-        if problem is None:
+    while (chunk := inbox.get()) is not None:
+        if problem is None and not abandon.is_set():
             try:
                 parser.feed(chunk)
             except NotAFeed as exc:
                 problem = exc  # keep draining: the reader must never block on a full queue
+                continue
+            if plans := parser.take():
+                outbox.put([plan_values(connection, plan, zone) for plan in plans])
     if problem is not None:
         return problem
+    if abandon.is_set():
+        return NotAFeed("the read was abandoned")
     try:
-        return parser.close()
+        parsed = parser.close()
     except NotAFeed as exc:
         return exc
+    if parsed.plans:
+        outbox.put([plan_values(connection, plan, zone) for plan in parsed.plans])
+        parsed.plans = []
+    return parsed
 
 
 async def summary(session: AsyncSession, connection: str) -> dict[str, Any]:

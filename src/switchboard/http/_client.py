@@ -222,10 +222,24 @@ class ConnectionClient:
     async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """Like :meth:`request`, with the same retries, budget and breaker, but the successful
         response's body is not read: iterate ``response.aiter_bytes()`` inside the block, so a
-        large document never sits in memory whole."""
+        large document never sits in memory whole.
+
+        A transport or decoding failure while the body is read (a connection reset mid-body, a
+        corrupt gzip stream) is the provider's failure like one before the headers: it counts
+        against the breaker and arrives as ``ProviderUnavailable``, never as an httpx error.
+        """
         response = await self.request(method, url, _stream=True, **kwargs)
         try:
             yield response
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            metrics.REQUESTS.labels(self.name, "error").inc()
+            self.breaker.failure()
+            self._gauge_breaker()
+            raise ProviderUnavailable(
+                f"{self.name}: {type(exc).__name__} reading the provider's answer",
+                connection=self.name,
+                retry_after=self.policy.backoff(1, self._rng),
+            ) from None
         finally:
             await response.aclose()
 

@@ -387,14 +387,25 @@ async def heartbeat(
 
 
 async def release(session: AsyncSession, *, worker: str, job_ids: list[int]) -> None:
-    """Give up jobs at shutdown: expire their leases so the next claim reaps them at once."""
-    if job_ids:
-        await session.execute(
-            update(Job)
+    """Hand back jobs cut short at shutdown: pending again at once, for any worker to claim,
+    and the interrupted attempt does not count against ``max_attempts`` (a deferral, like
+    ``RetryLater``): the job did not fail, its worker stopped."""
+    if not job_ids:
+        return
+    jobs = (
+        await session.scalars(
+            select(Job)
             .where(Job.id.in_(job_ids), Job.worker == worker, Job.state == "running")
-            .values(lease_until=utcnow() - timedelta(seconds=1))
-            .execution_options(synchronize_session=False)
+            .with_for_update()
         )
+    ).all()
+    now = utcnow()
+    for job in jobs:
+        job.deferrals += 1
+        error = f"handed back at shutdown: worker {worker} stopped during attempt {job.attempts}"
+        await _requeue(session, job, now, now, error)
+    if jobs:
+        session.info.setdefault(ENQUEUED_KINDS, set()).update(job.kind for job in jobs)
 
 
 async def replay(session: AsyncSession, job_id: int) -> Job | None:

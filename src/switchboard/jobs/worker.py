@@ -31,6 +31,7 @@ from switchboard.models import Job
 log = structlog.get_logger("switchboard.jobs")
 
 _MAX_ERROR = 2000
+_UNWIND_SECONDS = 2.0
 
 
 class Worker:
@@ -93,8 +94,15 @@ class Worker:
         if running:
             _, unfinished = await asyncio.wait(running, timeout=self.grace)
             for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+                task.cancel()  # each hands its job back as it unwinds (_execute)
+            if unfinished:
+                # A handler may take a moment to unwind (a rollback, a thread to stop), but
+                # shutdown must not wait on it: past this bound its job is handed back here.
+                _, stuck = await asyncio.wait(unfinished, timeout=_UNWIND_SECONDS)
+                if stuck:
+                    ids = [job_id for job_id, task in self._running.items() if task in stuck]
+                    log.warning("jobs_not_unwound", worker=self.name, job_ids=ids)
+                    await self._release(ids)
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await self._successes.close()
@@ -266,7 +274,7 @@ class Worker:
                 await handler(ctx)
             except asyncio.CancelledError:
                 # Shutdown ran out of grace: give the job back for another worker to reclaim.
-                await self._release(job.id)
+                await self._release([job.id])
                 outcome = "released"
                 raise
             except RetryLater as exc:
@@ -335,12 +343,13 @@ class Worker:
             return "lost"
         return "dead" if state == "dead" else "retry"
 
-    async def _release(self, job_id: int) -> None:
+    async def _release(self, job_ids: list[int]) -> None:
         try:
             async with self.db.session() as session:
-                await queue.release(session, worker=self.name, job_ids=[job_id])
+                await queue.release(session, worker=self.name, job_ids=job_ids)
         except (SQLAlchemyError, OSError) as exc:
-            log.warning("job_release_failed", job_id=job_id, error=str(exc)[:300])
+            # The leases still lapse: the jobs are reaped then, only later.
+            log.warning("job_release_failed", job_ids=job_ids, error=str(exc)[:300])
 
 
 class _SuccessBatcher:

@@ -4,6 +4,7 @@ from switchboard.models.base import Base
 from switchboard.models.console_login import ConsoleLogin
 from switchboard.models.credential import Credential
 from switchboard.models.event_plan import EventPlan
+from switchboard.models.event_plan_staging import EventPlanStaging
 from switchboard.models.feed_state import FeedState
 from switchboard.models.job import Job
 from switchboard.models.rate_bucket import RateBucket
@@ -20,6 +21,7 @@ __all__ = [
     "ConsoleLogin",
     "Credential",
     "EventPlan",
+    "EventPlanStaging",
     "FeedState",
     "Job",
     "RateBucket",

@@ -9,7 +9,9 @@ Wire facts: ``shared/providers/FEVER.md``. ``GET /api/events`` answers one of:
 
 Knobs (also at ``GET|PUT|PATCH /_sandbox/events/settings``; ``POST /_sandbox/events/rewind``
 restarts the rotation): ``unavailable_rate`` (503 with the provider's body), ``latency_ms``
-(``[min, max]``, uniform), ``malformed_rate`` (a truncated, empty or non-XML 200 answer).
+(``[min, max]``, uniform), ``malformed_rate`` (a truncated, empty or non-XML 200 answer),
+``stall_ms`` (send the first half of the document, then wait that long before the rest: a slow
+provider mid-body).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import json
 import random
 import threading
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +30,7 @@ from xml.sax.saxutils import escape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -58,6 +61,7 @@ class FeedSettings(BaseModel):
     unavailable_rate: float = Field(0.0, ge=0, le=1)
     latency_ms: tuple[int, int] = (0, 0)
     malformed_rate: float = Field(0.0, ge=0, le=1)
+    stall_ms: int = Field(0, ge=0, le=3_600_000, description="Pause in the middle of the body.")
 
     @model_validator(mode="after")
     def _latency_range(self) -> FeedSettings:
@@ -144,6 +148,13 @@ def generate_feed(dialect: Dialect, base_plans: int, plans: int, zones: int, see
         lines.append(f"      </{base_tag}>")
     lines += ["   </output>", f"</{dialect}>"]
     return "\n".join(lines).encode()
+
+
+async def _stalled(document: bytes, seconds: float) -> AsyncIterator[bytes]:
+    half = len(document) // 2
+    yield document[:half]
+    await asyncio.sleep(seconds)
+    yield document[half:]
 
 
 # --- the simulator ---------------------------------------------------------------------------
@@ -233,6 +244,10 @@ class EventFeedSimulator:
                 "empty": b"",
                 "not_xml": b"<html><body>Bad gateway</body></html",
             }[kind]
+        if s.stall_ms:
+            return StreamingResponse(
+                _stalled(document, s.stall_ms / 1000), media_type="application/xml"
+            )
         return Response(document, media_type="application/xml")
 
     async def control_settings(self, request: Request) -> Response:

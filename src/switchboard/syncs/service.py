@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -175,6 +176,12 @@ async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | N
         result = await syncer.run(ctx)
     except (AppError, RetryLater) as exc:
         error = exc.message if isinstance(exc, AppError) else exc.reason
+    except asyncio.CancelledError:
+        # Shutdown past its grace: the job is handed back and runs again; this run is not a bug.
+        async with ctx.db.session() as session:
+            await finish_run(session, run.id, None, error="interrupted: the process stopped")
+        metrics.RUNS.labels(ctx.name, "interrupted").inc()
+        raise
     except BaseException as exc:
         async with ctx.db.session() as session:
             await finish_run(session, run.id, None, error=f"internal error: {type(exc).__name__}")

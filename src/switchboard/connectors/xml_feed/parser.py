@@ -3,7 +3,9 @@
 Wire facts: ``shared/providers/FEVER.md``. The document is read with lxml's pull parser fed in
 chunks: entities are not resolved, nothing is fetched from the network, ``huge_tree`` stays off
 (lxml's limits on depth and text size apply), and each plan element is cleared as soon as it has
-been read, so memory grows with the number of plans kept, never with the size of the document.
+been read. :class:`FeedParser` hands the plans over as they are read (:meth:`FeedParser.take`),
+so a caller that stores them as they come holds a few chunks' worth, whatever the document's size;
+:func:`parse_feed` collects a whole (small) document.
 
 A plan is validated on its own: an invalid one is skipped and counted by reason, the others are
 kept. A document that is not a feed (not XML, truncated, empty, another root element) raises
@@ -76,7 +78,13 @@ class ParsedFeed:
 
 
 class FeedParser:
-    """Incremental parser: :meth:`feed` chunks as they arrive, then :meth:`close`."""
+    """Incremental parser: :meth:`feed` chunks as they arrive, :meth:`take` the plans read so
+    far, then :meth:`close` (whose ``plans`` are those not taken yet).
+
+    Every valid plan is handed over, in document order: a plan that appears twice comes twice
+    (telling duplicates apart needs every key of the document; the caller keeps them, see
+    :func:`parse_chunks`, or its store does).
+    """
 
     def __init__(self) -> None:
         self._parser = etree.XMLPullParser(
@@ -90,7 +98,7 @@ class FeedParser:
             remove_pis=True,
         )
         self._dialect: str | None = None
-        self._plans: dict[tuple[str, str], FeedPlan] = {}
+        self._plans: list[FeedPlan] = []
         self._skipped: Counter[str] = Counter()
         self._examples: list[str] = []
         self._fed = 0
@@ -115,7 +123,13 @@ class FeedParser:
         self._drain()
         if self._dialect is None:
             raise NotAFeed(f"root element is <{root.tag}>, expected <planList> or <eventList>")
-        return ParsedFeed(self._dialect, list(self._plans.values()), self._skipped, self._examples)
+        plans, self._plans = self._plans, []
+        return ParsedFeed(self._dialect, plans, self._skipped, self._examples)
+
+    def take(self) -> list[FeedPlan]:
+        """The plans read since the last call, in document order."""
+        plans, self._plans = self._plans, []
+        return plans
 
     def _drain(self) -> None:
         events: Iterable[tuple[str, Any]] = self._parser.read_events()
@@ -150,15 +164,21 @@ class FeedParser:
             where = f"{base.tag} {base_id!r} {elem.tag} {plan_id!r}"
             self._skip(exc.reason, f"{where}: {exc}")
             return
-        key = (plan.base_plan_id, plan.plan_id)
-        if key in self._plans:
-            self._skip("duplicate", f"plan {key} appears twice; the last one is kept")
-        self._plans[key] = plan
+        self._plans.append(plan)
 
     def _skip(self, reason: str, message: str) -> None:
-        self._skipped[reason] += 1
-        if len(self._examples) < MAX_EXAMPLES:
-            self._examples.append(message)
+        skip(self._skipped, self._examples, reason, message)
+
+
+def skip(counts: Counter[str], examples: list[str], reason: str, message: str) -> None:
+    """Count a skipped plan, keeping the first :data:`MAX_EXAMPLES` messages."""
+    counts[reason] += 1
+    if len(examples) < MAX_EXAMPLES:
+        examples.append(message)
+
+
+def duplicate_message(base_plan_id: str, plan_id: str) -> str:
+    return f"plan {(base_plan_id, plan_id)} appears twice; the last one is kept"
 
 
 def parse_feed(data: bytes, *, chunk_size: int = CHUNK) -> ParsedFeed:
@@ -169,10 +189,32 @@ def parse_feed(data: bytes, *, chunk_size: int = CHUNK) -> ParsedFeed:
 
 
 def parse_chunks(chunks: Iterable[bytes | memoryview]) -> ParsedFeed:
+    """Parse a whole document; a plan that appears twice is counted as a ``duplicate`` skip and
+    its last occurrence kept."""
     parser = FeedParser()
+    plans: dict[tuple[str, str], FeedPlan] = {}
+    duplicates: list[tuple[str, str]] = []
     for chunk in chunks:
         parser.feed(chunk)
-    return parser.close()
+        _keep_last(plans, parser.take(), duplicates)
+    parsed = parser.close()
+    _keep_last(plans, parsed.plans, duplicates)
+    for key in duplicates:
+        skip(parsed.skipped, parsed.examples, "duplicate", duplicate_message(*key))
+    parsed.plans = list(plans.values())
+    return parsed
+
+
+def _keep_last(
+    plans: dict[tuple[str, str], FeedPlan],
+    batch: list[FeedPlan],
+    duplicates: list[tuple[str, str]],
+) -> None:
+    for plan in batch:
+        key = (plan.base_plan_id, plan.plan_id)
+        if key in plans:
+            duplicates.append(key)
+        plans[key] = plan
 
 
 def read_plan(
