@@ -281,6 +281,27 @@ async def test_a_valid_cursor_still_pages(client: httpx.AsyncClient, db: Databas
     assert [t["id"] for t in first["items"] + rest["items"]] == ["p0", "p1", "p2"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/users?cursor=%00", None),
+        ("GET", "/tasks/a%00b", None),
+        ("GET", "/contacts?email=a%00b", None),
+        ("PATCH", "/users/u1", {"email": "a@example.com", "firstName": "a\u0000b"}),
+    ],
+)
+async def test_nul_in_text_is_never_a_500(
+    client: httpx.AsyncClient, backend: Backend, method: str, path: str, body: Any
+) -> None:
+    """PostgreSQL text cannot hold NUL; SQLite can, so there the request is simply served."""
+    r = await client.request(method, path, json=body)
+    if backend.name == "postgresql":
+        [error] = assert_error(r, 422)
+        assert error["type"] == "string_nul"
+    else:
+        assert r.status_code in (200, 404), r.text
+
+
 # --- bounded storage of rejected deliveries ---------------------------------------------------
 
 
@@ -429,6 +450,7 @@ HOSTILE_VALUES = {
     "percent-junk": "%ZZ%C2",
     "control": "a\tb\r",
     "emoji": "\U0001f600",
+    "nul": "a\x00b",
 }
 HOSTILE_BODIES = {**MALFORMED_BODIES, "array": b"[1, 2]", "string": b'"x"', "null": b"null"}
 # Plausible values for the parameters a test does not attack.
