@@ -149,7 +149,7 @@ def invalid_query(name: str, message: str) -> RequestValidationError:
 def _id_cursor(
     cursor: Annotated[
         str | None,
-        Query(max_length=19, description="`next_cursor` of the previous page."),
+        Query(pattern="^[0-9]{1,19}$", description="`next_cursor` of the previous page."),
     ] = None,
 ) -> int | None:
     if cursor is None:
