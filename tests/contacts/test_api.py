@@ -37,7 +37,7 @@ async def test_list_filters_and_pages_in_a_stable_order(
 
     assert (await client.get("/contacts", params={"limit": 501})).status_code == 422
     bad = await client.get("/contacts", params={"cursor": "nonsense!"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "cursor"]
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/json"
 
     one = await client.get(f"/contacts/{ids[0]}", params={"raw": "true"})
     assert one.status_code == 200 and one.json()["raw"]["properties"]["hs_object_id"]

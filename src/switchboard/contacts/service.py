@@ -25,9 +25,8 @@ from switchboard.connectors.crm import (
     Fields,
 )
 from switchboard.db import Database, insert, utcnow
-from switchboard.errors import Conflict
+from switchboard.errors import BadRequest, Conflict
 from switchboard.models import Contact, ContactCursor
-from switchboard.parsing import invalid_query
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3c0e-5d2b-9a39-5b0c2f1e8d40")
 TOMBSTONE_HASH = "deleted"
@@ -191,7 +190,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         uuid.UUID(value)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid_query("cursor", "Invalid cursor: pass back a next_cursor") from None
+        raise BadRequest("Invalid cursor") from None
     return value
 
 
