@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard import __version__, docs, features, openapi
@@ -112,6 +113,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        # PostgreSQL text cannot hold NUL (SQLSTATE 22021), which URLs (%00) and JSON (\u0000)
+        # can carry to any string parameter: the client's input, not our failure. Every other
+        # database error stays a 500.
+        if getattr(exc.orig, "pgcode", None) == "22021":
+            msg = "Text must not contain NUL (\\u0000, %00)"
+            item = {"loc": ["request"], "msg": msg, "type": "string_nul"}
+            return JSONResponse({"detail": [item]}, status_code=422)
+        raise exc
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -417,8 +417,8 @@ def report_tasks(
     directory: Annotated[Path | None, typer.Option("--dir", help="Default: [reports] dir.")] = None,
 ) -> None:
     """Write task reports for one window now (one file per user with something to report)."""
+    from switchboard.parsing import parse_timestamp
     from switchboard.reports import service
-    from switchboard.tasks.schemas import parse_timestamp
 
     config = load()
     try:

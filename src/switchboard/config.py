@@ -174,6 +174,29 @@ class Settings(BaseSettings):
         20.0, ge=0, description="How long running jobs may finish at shutdown."
     )
 
+    # Inbound webhook log (switchboard.webhooks).
+    webhook_retention: Duration = Field(
+        timedelta(days=30), description="How long webhook deliveries are kept."
+    )
+    webhook_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="Most bytes of bodies and answers the webhook log keeps (rejected deliveries "
+        "are pruned first, oldest first; 0: no size bound).",
+    )
+    webhook_rejected_body_bytes: int = Field(
+        1024, ge=0, description="Body prefix kept of a delivery that was not applied."
+    )
+    webhook_rejected_rate: Annotated[RateLimit, NoDecode] = Field(
+        RateLimit(requests=30, per=timedelta(minutes=1)),
+        description="Rejected deliveries logged per connection and client address (the rest are "
+        "answered, not logged).",
+    )
+    webhook_rejected_connection_rate: Annotated[RateLimit, NoDecode] = Field(
+        RateLimit(requests=300, per=timedelta(minutes=1)),
+        description="Rejected deliveries logged per connection, whatever the address.",
+    )
+
     # Outbound HTTP (switchboard.http).
     http_max_attempts: int = Field(4, ge=1, description="Tries of one outbound call.")
     http_request_max_wait: float = Field(

@@ -21,6 +21,7 @@ from switchboard.reports import tasks as task_reports
 from switchboard.tasks import service as tasks_service
 from switchboard.tasks import webhooks as _todo_receiver  # noqa: F401 - registers the receiver
 from switchboard.users import tasks as _users_tasks  # noqa: F401 - registers the handler
+from switchboard.webhooks import tasks as webhook_tasks
 
 ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
@@ -46,7 +47,7 @@ def routers() -> list[APIRouter]:
 
 def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
-    specs: list[ScheduleSpec] = []
+    specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
     if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
     from switchboard.syncs import service as syncs_service

@@ -69,5 +69,5 @@ async def test_get_task_errors(client: httpx.AsyncClient) -> None:
     r = await client.get("/tasks/same", params={"connection": "todo2"})
     assert r.json()["userId"] == "v"
     assert (await client.get("/tasks", params={"state": "weird"})).status_code == 422
-    assert (await client.get("/tasks", params={"cursor": "abc"})).status_code == 400
+    assert (await client.get("/tasks", params={"cursor": "abc"})).status_code == 422
     assert (await client.get("/tasks", headers={"X-API-Key": "bad"})).status_code == 401

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -30,6 +29,7 @@ from switchboard.errors import NotFound, Unprocessable
 from switchboard.http import Outbound
 from switchboard.models import Contact
 from switchboard.openapi import ERRORS
+from switchboard.parsing import UtcDateTime
 
 router = APIRouter(prefix="/contacts", tags=["contacts"], dependencies=Authenticated)
 
@@ -45,7 +45,7 @@ async def list_contacts(
         str | None, Query(max_length=200, description="Name or email contains (any case).")
     ] = None,
     updated_since: Annotated[
-        datetime | None, Query(description="Contacts whose CRM modification is at or after.")
+        UtcDateTime | None, Query(description="Contacts whose CRM modification is at or after.")
     ] = None,
     include_deleted: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

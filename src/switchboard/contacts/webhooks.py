@@ -25,11 +25,16 @@ from switchboard.contacts.tasks import EVENT_JOB, event_job_key
 from switchboard.db import Database, lock_keys
 from switchboard.errors import BadRequest, Unauthorized
 from switchboard.jobs import enqueue
+from switchboard.parsing import InvalidJson, ascii_int, parse_json, same_signature
 from switchboard.webhooks import receiver
 from switchboard.webhooks import service as deliveries
 
 MAX_AGE_MS = 5 * 60 * 1000
 """HubSpot: reject a request whose timestamp is older than 5 minutes (replays)."""
+MAX_ID = 200
+"""Longest object id accepted (``contacts.external_id`` is ``VARCHAR(200)``)."""
+MAX_MS = 2**53
+"""``occurredAt`` beyond this is not an epoch time in milliseconds (nor exact in JSON)."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,11 @@ class Event:
     raw: Any
 
 
-async def _reject(db: Database, name: str, body: bytes, detail: str) -> Unauthorized:
+async def _reject(
+    db: Database, request: Request, name: str, body: bytes, detail: str
+) -> Unauthorized:
     await deliveries.record_rejected(
-        db, connection=name, body=body, outcome="bad_signature", response=detail
+        db, request, connection=name, body=body, outcome="bad_signature", response=detail
     )
     return Unauthorized(detail)
 
@@ -52,39 +59,57 @@ def hubspot_v3_valid(
 ) -> bool:
     message = method.encode() + uri.encode() + body + timestamp.encode()
     digest = hmac.new(secret.get_secret_value().encode(), message, hashlib.sha256).digest()
-    return hmac.compare_digest(base64.b64encode(digest).decode(), signature.strip())
+    return same_signature(base64.b64encode(digest), signature.strip())
+
+
+def _json(body: bytes, expected: str) -> Any:
+    try:
+        return parse_json(body)
+    except InvalidJson as exc:
+        raise BadRequest(f"Body must be {expected}: {exc}") from None
+
+
+def _id(value: Any) -> str | None:
+    """An object id as HubSpot and CRMs send them: a string or an integer, of bounded size."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_ID else None
 
 
 def hubspot_events(body: bytes) -> list[Event]:
     """HubSpot's event array; each event keyed on subscriptionId + eventId + objectId +
     occurredAt (``eventId`` alone is not unique, HUBSPOT.md)."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("Body must be a JSON array of events") from None
+    data = _json(body, "a JSON array of events")
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
         raise BadRequest("Body must be a JSON array of events")
     events = []
     for item in data:
-        if not isinstance(item, dict) or item.get("objectId") is None:
+        object_id = _id(item.get("objectId")) if isinstance(item, dict) else None
+        if not isinstance(item, dict) or object_id is None:
             raise BadRequest("Every event needs an objectId")
         kind = item.get("subscriptionType") or item.get("eventType") or ""
         occurred = item.get("occurredAt")
-        if not isinstance(occurred, int):
+        if (
+            isinstance(occurred, bool)
+            or not isinstance(occurred, int)
+            or not 0 <= occurred < MAX_MS
+        ):
             raise BadRequest("Every event needs occurredAt (epoch ms)")
         key = ":".join(
             str(item.get(k)) for k in ("subscriptionId", "eventId", "objectId", "occurredAt")
         )
-        events.append(Event(f"event:{kind}:{key}", str(item["objectId"]), occurred, item))
+        events.append(Event(f"event:{kind}:{key}", object_id, occurred, item))
         if kind == "contact.merge":
             # objectId is the contact that remains; the merged ones are archived in HubSpot
             # (their refresh finds them archived and deletes them here).
             merged = item.get("mergedObjectIds")
             for other in merged if isinstance(merged, list) else []:
-                if str(other) != str(item["objectId"]):
-                    events.append(Event(f"event:{kind}:{key}:{other}", str(other), occurred, item))
+                other_id = _id(other)
+                if other_id is not None and other_id != object_id:
+                    events.append(Event(f"event:{kind}:{key}:{other_id}", other_id, occurred, item))
     return events
 
 
@@ -136,14 +161,17 @@ async def receive_hubspot(
     if conn.webhook_secret is not None:
         signature = request.headers.get("x-hubspot-signature-v3")
         timestamp = request.headers.get("x-hubspot-request-timestamp", "")
-        if not signature or not timestamp.isdigit():
-            raise await _reject(db, name, body, "Missing X-HubSpot-Signature-v3 or timestamp")
-        if abs(time.time() * 1000 - int(timestamp)) > MAX_AGE_MS:
-            raise await _reject(db, name, body, "Stale X-HubSpot-Request-Timestamp")
+        at_ms = ascii_int(timestamp)
+        if not signature or at_ms is None:
+            raise await _reject(
+                db, request, name, body, "Missing X-HubSpot-Signature-v3 or timestamp"
+            )
+        if abs(time.time() * 1000 - at_ms) > MAX_AGE_MS:
+            raise await _reject(db, request, name, body, "Stale X-HubSpot-Request-Timestamp")
         # The signed URI is the URL as HubSpot called it: scheme, host, path and query.
         uri = str(request.url)
         if not hubspot_v3_valid(conn.webhook_secret, "POST", uri, body, timestamp, signature):
-            raise await _reject(db, name, body, "Invalid X-HubSpot-Signature-v3")
+            raise await _reject(db, request, name, body, "Invalid X-HubSpot-Signature-v3")
     await apply(db, name, hubspot_events(body))
     return Response(status_code=200)
 
@@ -157,16 +185,14 @@ async def receive_mapped(
     if conn.webhook_secret is not None:
         presented = request.headers.get("x-acme-signature", "")
         digest = hmac.new(conn.webhook_secret.get_secret_value().encode(), body, hashlib.sha256)
-        if not hmac.compare_digest(presented.strip(), "sha256=" + digest.hexdigest()):
-            raise await _reject(db, name, body, "Invalid X-Acme-Signature")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("Body must be a JSON object") from None
+        if not same_signature("sha256=" + digest.hexdigest(), presented.strip()):
+            raise await _reject(db, request, name, body, "Invalid X-Acme-Signature")
+    data = _json(body, "a JSON object")
     payload = data.get("payload") if isinstance(data, dict) else None
-    record_id = payload.get(conn.id_field) if isinstance(payload, dict) else None
-    if not isinstance(data, dict) or not data.get("id") or record_id in (None, ""):
+    record_id = _id(payload.get(conn.id_field)) if isinstance(payload, dict) else None
+    event_id = _id(data.get("id")) if isinstance(data, dict) else None
+    if event_id is None or record_id is None:
         raise BadRequest(f"Expected {{event, id, payload: {{{conn.id_field}, ...}}}}")
-    event = Event(f"event:{data['id']}", str(record_id), None, data)
+    event = Event(f"event:{event_id}", record_id, None, data)
     await apply(db, name, [event])
     return Response(status_code=200)

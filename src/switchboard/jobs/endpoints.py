@@ -5,29 +5,24 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from switchboard.deps import Authenticated, DbSession
-from switchboard.errors import BadRequest
 from switchboard.jobs import service
 from switchboard.jobs.schemas import JobOut, JobPage, JobState
 from switchboard.openapi import ERRORS
+from switchboard.parsing import IdCursor
 
 router = APIRouter(prefix="/admin/jobs", tags=["jobs"], dependencies=Authenticated)
 
 
-@router.get("", response_model=JobPage, responses=ERRORS(400, 401, 422))
+@router.get("", response_model=JobPage, responses=ERRORS(401, 422))
 async def list_jobs(
     session: DbSession,
     state: JobState | None = None,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: IdCursor = None,
 ) -> JobPage:
     """Jobs, newest first. `state=dead` lists the dead-letter queue."""
-    before: int | None = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise BadRequest("Invalid cursor")
-        before = int(cursor)
-    jobs = await service.list_jobs(session, state=state, kind=kind, limit=limit, before_id=before)
+    jobs = await service.list_jobs(session, state=state, kind=kind, limit=limit, before_id=cursor)
     next_cursor = str(jobs[-1].id) if len(jobs) == limit else None
     return JobPage(items=[JobOut.model_validate(j) for j in jobs], next_cursor=next_cursor)
 

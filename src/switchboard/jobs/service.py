@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.errors import Conflict, NotFound
 from switchboard.jobs import queue
 from switchboard.models import Job
+from switchboard.parsing import row_id_exists
 
 
 async def list_jobs(
@@ -30,13 +31,15 @@ async def list_jobs(
 
 
 async def get_job(session: AsyncSession, job_id: int) -> Job:
-    job = await session.get(Job, job_id)
+    job = await session.get(Job, job_id) if row_id_exists(job_id) else None
     if job is None:
         raise NotFound(f"No job {job_id}")
     return job
 
 
 async def retry_job(session: AsyncSession, job_id: int) -> Job:
+    if not row_id_exists(job_id):
+        raise NotFound(f"No job {job_id}")
     try:
         job = await queue.replay(session, job_id)
     except ValueError as exc:

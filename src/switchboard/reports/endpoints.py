@@ -4,13 +4,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 
 from switchboard.deps import Authenticated, DbSession
 from switchboard.openapi import ERRORS
+from switchboard.parsing import invalid_query, parse_timestamp
 from switchboard.reports import service
 from switchboard.reports.schemas import TaskReport
-from switchboard.tasks.schemas import parse_timestamp
 
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=Authenticated)
 
@@ -19,9 +18,7 @@ def _time(name: str, value: str) -> datetime:
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise RequestValidationError(
-            [{"loc": ("query", name), "msg": str(exc), "type": "value_error"}]
-        ) from None
+        raise invalid_query(name, str(exc)) from None
 
 
 @router.get("/tasks", response_model=TaskReport, responses=ERRORS(401, 422))
@@ -35,8 +32,6 @@ async def task_report(
     exact boundaries). A user with nothing to report gets empty lists."""
     start_at, end_at = _time("start", start), _time("end", end)
     if start_at >= end_at:
-        raise RequestValidationError(
-            [{"loc": ("query", "end"), "msg": "end must be after start", "type": "value_error"}]
-        )
+        raise invalid_query("end", "end must be after start")
     reports = await service.compute(session, start_at, end_at, user_id=user_id)
     return reports.get(user_id) or service.empty(user_id, start_at, end_at)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from switchboard.deps import Authenticated, ConnectionName, CurrentConfig, DbSession
 from switchboard.openapi import ERRORS
+from switchboard.parsing import MAX_ROW_ID
 from switchboard.syncs import service
 from switchboard.syncs.schemas import SyncQueued, SyncRunList, SyncRunOut
 
@@ -43,7 +44,9 @@ async def list_runs(
     config: CurrentConfig,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    before: Annotated[int | None, Query(ge=1, description="Runs older than this id.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Runs older than this id.")
+    ] = None,
 ) -> SyncRunList:
     """The connection's sync runs, newest first."""
     service.resolve(config, name)

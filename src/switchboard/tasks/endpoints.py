@@ -5,31 +5,27 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from switchboard.deps import Authenticated, ConnectionFilter, DbSession
-from switchboard.errors import BadRequest, Conflict, NotFound
+from switchboard.errors import Conflict, NotFound
 from switchboard.openapi import ERRORS
+from switchboard.parsing import IdCursor
 from switchboard.tasks import service
 from switchboard.tasks.schemas import TaskOut, TaskPage, TaskState
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=Authenticated)
 
 
-@router.get("", response_model=TaskPage, responses=ERRORS(400, 401, 404, 422))
+@router.get("", response_model=TaskPage, responses=ERRORS(401, 404, 422))
 async def list_tasks(
     session: DbSession,
     user_id: Annotated[str | None, Query(alias="userId")] = None,
     state: TaskState | None = None,
     connection: ConnectionFilter = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: IdCursor = None,
 ) -> TaskPage:
     """Tasks in a stable order (first seen first); follow `next_cursor` for more."""
-    after = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise BadRequest("Invalid cursor")
-        after = int(cursor)
     tasks = await service.list_tasks(
-        session, user_id=user_id, state=state, connection=connection, limit=limit, after=after
+        session, user_id=user_id, state=state, connection=connection, limit=limit, after=cursor
     )
     return TaskPage(
         items=[service.to_out(t) for t in tasks],

@@ -1,27 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+from switchboard.parsing import parse_timestamp
+
 TaskState = Literal["open", "completed", "deleted"]
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601; a naive timestamp is UTC (documented). Returns an aware UTC datetime."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("not an ISO 8601 date-time") from None
-    else:
-        raise ValueError("must be an ISO 8601 date-time string")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 class TodoMetadata(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -20,6 +21,7 @@ from switchboard.batching import BatchWriter
 from switchboard.config import Config, Connection, TodoWebhooksConnection
 from switchboard.db import Database, lock_keys
 from switchboard.errors import Unauthorized
+from switchboard.parsing import InvalidJson, parse_json
 from switchboard.tasks import service
 from switchboard.tasks.schemas import TodoEvent
 from switchboard.tasks.service import Outcome
@@ -34,10 +36,14 @@ class Delivery:
     body: bytes
     event: TodoEvent | None
     invalid: Outcome | None = None
+    client: str | None = None
 
 
-async def apply_deliveries(session: AsyncSession, items: list[Delivery]) -> list[Outcome]:
-    """Apply deliveries in order: dedupe, the task state machine, the delivery log."""
+async def apply_deliveries(
+    session: AsyncSession, items: list[Delivery], log: deliveries.RejectedLog | None = None
+) -> list[Outcome]:
+    """Apply deliveries in order: dedupe, the task state machine, the delivery log (a delivery
+    that is not applied is logged within ``log``'s bounds)."""
     refs = {(d.connection, d.event.metadata.id) for d in items if d.event is not None}
     # Every event of one task is serialised across processes, redeliveries included.
     await lock_keys(session, (f"task:{conn}:{task_id}" for conn, task_id in refs))
@@ -61,6 +67,9 @@ async def apply_deliveries(session: AsyncSession, items: list[Delivery]) -> list
                 tasks[ref] = created
             if outcome.applied:
                 applied.add((d.connection, d.key))
+        outcomes.append(outcome)
+        if not outcome.applied and log is not None and not log.admit(d.connection, d.client):
+            continue
         first_application = outcome.applied and outcome.outcome != "redelivery"
         rows.append(
             deliveries.delivery_row(
@@ -70,9 +79,10 @@ async def apply_deliveries(session: AsyncSession, items: list[Delivery]) -> list
                 outcome=outcome.outcome,
                 response=outcome.body,
                 dedupe_key=d.key if first_application else None,
+                client=d.client,
+                keep_body=None if outcome.applied or log is None else log.body_bytes,
             )
         )
-        outcomes.append(outcome)
     await session.flush()
     await deliveries.record(session, rows)
     return outcomes
@@ -81,7 +91,12 @@ async def apply_deliveries(session: AsyncSession, items: list[Delivery]) -> list
 def _writer(request: Request, db: Database) -> BatchWriter[Delivery, Outcome]:
     writer: BatchWriter[Delivery, Outcome] | None = getattr(request.app.state, "todo_writer", None)
     if writer is None or writer.db is not db:
-        writer = BatchWriter(db, apply_deliveries)
+        log = deliveries.rejected_log(request)
+
+        async def apply(session: AsyncSession, items: list[Delivery]) -> list[Outcome]:
+            return await apply_deliveries(session, items, log)
+
+        writer = BatchWriter(db, apply)
         request.app.state.todo_writer = writer
     return writer
 
@@ -92,14 +107,18 @@ async def receive_todo(
 ) -> Response:
     assert isinstance(conn, TodoWebhooksConnection)
     body = await request.body()
+    client = deliveries.client_address(request)
     if conn.secret is not None:
         try:
-            # Standard Webhooks: HMAC over "id.timestamp.body", timestamp within 5 minutes.
-            Webhook(conn.secret.get_secret_value()).verify(body, dict(request.headers))
+            # Standard Webhooks: HMAC over "id.timestamp.body", timestamp within 5 minutes. The
+            # body is parsed below, by the hub's own parser (the library's raises on bad JSON).
+            Webhook(conn.secret.get_secret_value()).verify(
+                body, dict(request.headers), json_parse=False
+            )
         except WebhookVerificationError as exc:
             detail = f"Invalid webhook signature: {exc}"
             await deliveries.record_rejected(
-                db, connection=name, body=body, outcome="bad_signature", response=detail
+                db, request, connection=name, body=body, outcome="bad_signature", response=detail
             )
             raise Unauthorized(detail) from None
         key = "webhook-id:" + request.headers["webhook-id"]
@@ -107,14 +126,18 @@ async def receive_todo(
         key = deliveries.body_key(body)
 
     try:
-        delivery = Delivery(name, key, body, TodoEvent.model_validate_json(body))
+        event = TodoEvent.model_validate(parse_json(body))
+    except InvalidJson as exc:
+        errors: list[dict[str, Any]] = [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]
+        delivery = Delivery(name, key, body, None, _invalid(errors), client)
     except ValidationError as exc:
         errors = [
             {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
-        invalid = Outcome(422, "invalid", {"detail": jsonable_encoder(errors)})
-        delivery = Delivery(name, key, body, None, invalid)
+        delivery = Delivery(name, key, body, None, _invalid(errors), client)
+    else:
+        delivery = Delivery(name, key, body, event, client=client)
 
     result = await _writer(request, db).submit(delivery)
     if result.body is None:
@@ -122,3 +145,7 @@ async def receive_todo(
     return Response(
         json.dumps(result.body), status_code=result.status, media_type="application/json"
     )
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Outcome:
+    return Outcome(422, "invalid", {"detail": jsonable_encoder(errors)})
