@@ -80,7 +80,7 @@ ERRORS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("PATCH", "/users/{user_id}", "/users/u1", {"content": b" " * 2_000_000, "headers": JSON}, 413),
     ("GET", "/users/{user_id}", "/users/u1", {}, 404),
     ("GET", "/tasks", "/tasks", {"params": {"connection": "nope"}}, 404),
-    ("GET", "/tasks", "/tasks", {"params": {"cursor": "x"}}, 400),
+    ("GET", "/tasks", "/tasks", {"params": {"cursor": "x"}}, 422),
     ("GET", "/tasks/{task_id}", "/tasks/t1", {"params": {"connection": "nope"}}, 404),
     ("GET", "/connections/{name}", "/connections/nope", {}, 404),
     ("POST", "/connections/{name}/sync", "/connections/nope/sync", {}, 404),
