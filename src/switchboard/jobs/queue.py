@@ -192,11 +192,9 @@ async def claim_batches(
         size = max(1, (sizes or {}).get(kind, 1))
         jobs = await _claim_kind(session, worker=worker, kind=kind, limit=room * size, lease=lease)
         jobs.sort(key=lambda j: j.id)
-        # Spread over as many batches as there is room for, evenly: two batches of 60 finish
-        # sooner than one of 100 and one of 20.
-        count = min(room, -(-len(jobs) // size))
-        for i in range(count):
-            batch = jobs[i::count]
+        # Full batches: each is one provider request, and requests are what a CRM limits.
+        for start in range(0, len(jobs), size):
+            batch = jobs[start : start + size]
             batches.append(batch)
             if len(batch) > 1:
                 await session.execute(
@@ -323,19 +321,21 @@ async def fail(
     deferred: bool = False,
     backoff: Backoff,
     default_max_attempts: int = 10,
+    now: datetime | None = None,
 ) -> str | None:
     """Record a failed run; returns the job's new state ("pending" or "dead"), or None when this
     worker no longer owned the job.
 
     ``retry_in`` fixes the wait (Retry-After); ``deferred`` runs (RetryLater) do not count
-    against ``max_attempts``, only against the deadline.
+    against ``max_attempts``, only against the deadline. The jobs of one failed batch share
+    ``now``: with one Retry-After they come due together and go out as one batch again.
     """
     job = (
         await session.scalars(select(Job).where(_owned(job_id, worker, attempt)).with_for_update())
     ).one_or_none()
     if job is None:
         return None
-    now = utcnow()
+    now = now or utcnow()
     if deferred:
         job.deferrals += 1
     failures = job.attempts - job.deferrals

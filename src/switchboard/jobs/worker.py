@@ -12,7 +12,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import event
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from switchboard import metrics
 from switchboard.config import Config
-from switchboard.db import Database
+from switchboard.db import Database, utcnow
 from switchboard.errors import TerminalError, TransientError
 from switchboard.http import Outbound
 from switchboard.jobs import queue
@@ -324,8 +324,9 @@ class Worker:
             return {}
         if len(ctxs) > 1:
             try:
+                now = utcnow()
                 async with self.db.session() as session:
-                    states = [await self._fail(session, ctx) for ctx in ctxs]
+                    states = [await self._fail(session, ctx, now) for ctx in ctxs]
             except Exception as exc:  # one job's bad write must not lose the others' outcomes
                 log.warning("job_failures_batch_unrecorded", error=str(exc)[:300])
             else:
@@ -340,7 +341,9 @@ class Worker:
                 outcomes[ctx.id] = "lost"
         return outcomes
 
-    async def _fail(self, session: AsyncSession, ctx: JobContext) -> str | None:
+    async def _fail(
+        self, session: AsyncSession, ctx: JobContext, now: datetime | None = None
+    ) -> str | None:
         exc = ctx.error
         assert exc is not None
         retry_in: float | None = None
@@ -363,6 +366,7 @@ class Worker:
             deferred=deferred,
             backoff=self.backoff,
             default_max_attempts=self.max_attempts,
+            now=now,
         )
         for write in ctx.outcome_writes:
             await write(session, state)
