@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from switchboard.config import HubSpotConnection
-from switchboard.connectors.crm import CrmContact, crm_client
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.connectors.crm import CrmContact, CrmContacts, crm_client
 from switchboard.connectors.hubspot import HubSpotContacts
+from switchboard.connectors.hubspot.mapping import FROM_HUBSPOT
 from switchboard.contacts import service, sync
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext, batch_handler
+from switchboard.models import User
 from switchboard.syncs import Syncer, register
 
 EVENT_JOB = "contacts.refresh"
@@ -41,53 +47,113 @@ register(
 )
 
 
-@handler(EVENT_JOB, concurrency=4)  # CRM reads: a rate-limited CRM must not take every slot
-async def refresh(ctx: JobContext) -> None:
+REFRESH_BATCH = 100
+"""Contacts re-read per run: HubSpot's ``batch/read`` takes 100 ids."""
+
+
+@batch_handler(EVENT_JOB, size=REFRESH_BATCH, concurrency=4)  # a rate-limited CRM must not
+async def refresh(jobs: list[JobContext]) -> None:  # take every slot
     """Events are not applied from their payloads: they arrive unordered, duplicated and
-    partial, so the job reads the contact's current state. Jobs of one contact share a key (one
-    at a time, coalesced), and the store refuses anything older than what it holds."""
-    name = str(ctx.payload["connection"])
-    external_id = str(ctx.payload["external_id"])
-    conn = ctx.config.connection(name)
-    if conn is None:
-        return  # removed from the configuration since the event arrived
-    outbound = ctx.outbound or Outbound.for_database(ctx.db)
+    partial, so the job reads the contacts' current state, many with one batch read. Jobs of one
+    contact share a key (one at a time, coalesced), and the store refuses anything older than
+    what it holds."""
+    by_connection: dict[str, list[JobContext]] = {}
+    for ctx in jobs:
+        by_connection.setdefault(str(ctx.payload["connection"]), []).append(ctx)
+    ctx0 = jobs[0]
+    outbound = ctx0.outbound or Outbound.for_database(ctx0.db)
     own = outbound is None
     if outbound is None:
-        outbound = Outbound(ctx.config, ctx.db)
+        outbound = Outbound(ctx0.config, ctx0.db)
     try:
-        crm = crm_client(outbound, ctx.config, name, mode="job")
-        current = await crm.get(external_id)
-        deleted: CrmContact | None = None
-        if current is None and isinstance(conn, HubSpotConnection):
-            assert isinstance(crm, HubSpotContacts)
-            deleted = await crm.get_archived(external_id)
-        async with ctx.db.session() as session:
-            if current is not None:
-                await service.store(session, name, [current])
-                return
-            if deleted is None:
-                stored = await service.by_external(session, name, external_id)
-                if stored is None or stored.deleted_at is not None:
-                    return
-                # Gone without a trace (a privacy deletion, a mapped CRM's delete): the event's
-                # time is the deletion time.
-                occurred = ctx.payload.get("occurred_at")
-                at = (
-                    datetime.fromtimestamp(int(occurred) / 1000, UTC)
-                    if occurred is not None
-                    else None
-                )
-                base = service.as_crm(stored)
-                deleted = CrmContact(
-                    external_id=external_id,
-                    fields=base.fields,
-                    created_at=base.created_at,
-                    updated_at=max(at, stored.updated_at) if at and stored.updated_at else at,
-                    archived=True,
-                    raw=base.raw,
-                )
-            await service.store(session, name, [deleted], deleted=True)
+        for name, group in by_connection.items():
+            if ctx0.config.connection(name) is None:
+                continue  # removed from the configuration since the event arrived
+            crm = crm_client(outbound, ctx0.config, name, mode="job")
+            await _refresh(crm, name, group)
     finally:
         if own:
             await outbound.aclose()
+
+
+async def _refresh(crm: CrmContacts, name: str, group: list[JobContext]) -> None:
+    ctx0 = group[0]
+    ids = [str(ctx.payload["external_id"]) for ctx in group]
+    try:
+        found = await crm.read_many(ids)
+    except Exception as exc:  # the read failed as a whole: every job of it is retried
+        for ctx in group:
+            ctx.fail(exc)
+        return
+    if found:
+        async with ctx0.db.session() as session:
+            await service.store(session, name, found.values())
+    for ctx, external_id in zip(group, ids, strict=True):
+        if external_id not in found:
+            try:
+                await _gone(ctx, crm, name, external_id)
+            except Exception as exc:
+                ctx.fail(exc)
+
+
+async def _gone(ctx: JobContext, crm: CrmContacts, name: str, external_id: str) -> None:
+    """The CRM does not hold the contact live: store it deleted."""
+    deleted: CrmContact | None = None
+    if isinstance(crm, HubSpotContacts):
+        deleted = await crm.get_archived(external_id)
+    async with ctx.db.session() as session:
+        if deleted is None:
+            stored = await service.by_external(session, name, external_id)
+            if stored is None or stored.deleted_at is not None:
+                return
+            # Gone without a trace (a privacy deletion, a mapped CRM's delete): the event's
+            # time is the deletion time.
+            occurred = ctx.payload.get("occurred_at")
+            at = datetime.fromtimestamp(int(occurred) / 1000, UTC) if occurred is not None else None
+            base = service.as_crm(stored)
+            deleted = CrmContact(
+                external_id=external_id,
+                fields=base.fields,
+                created_at=base.created_at,
+                updated_at=max(at, stored.updated_at) if at and stored.updated_at else at,
+                archived=True,
+                raw=base.raw,
+            )
+        await service.store(session, name, [deleted], deleted=True)
+
+
+async def own_writes(
+    session: AsyncSession, connection: str, events: Sequence[tuple[str, dict[str, Any]]]
+) -> set[str]:
+    """The keys of the HubSpot events (``(key, event)``) that only echo what the hub itself
+    last wrote to the contact (``users.propagate``): a creation of a contact a user is synced
+    to, or a property change to the very value the user's contact was given. Their re-read
+    would cost a provider call to learn nothing; what was written is already in the store."""
+    wanted = {str(e.get("objectId")) for _, e in events}
+    rows = await session.execute(
+        select(User.crm_contact_id, User.synced_fields).where(
+            User.crm_connection == connection, User.crm_contact_id.in_(wanted)
+        )
+    )
+    written: dict[str, list[dict[str, Any]]] = {}
+    for contact_id, fields in rows.all():
+        written.setdefault(str(contact_id), []).append(dict(fields or {}))
+    echoes = set()
+    for key, event in events:
+        given = written.get(str(event.get("objectId")))
+        if not given:
+            continue
+        kind = event.get("subscriptionType") or event.get("eventType")
+        if kind == "contact.creation":
+            echoes.add(key)
+        elif kind == "contact.propertyChange":
+            ours = FROM_HUBSPOT.get(str(event.get("propertyName")))
+            value = _text(event.get("propertyValue"), ours)
+            if ours is not None and any(_text(f.get(ours), ours) == value for f in given):
+                echoes.add(key)
+    return echoes
+
+
+def _text(value: Any, field: str | None) -> str:
+    text = "" if value is None else str(value)
+    return text.strip().lower() if field == "email" else text

@@ -21,7 +21,7 @@ from fastapi import Request, Response
 from pydantic import SecretStr
 
 from switchboard.config import Config, Connection, HubSpotConnection, MappedCrmConnection
-from switchboard.contacts.tasks import EVENT_JOB, event_job_key
+from switchboard.contacts.tasks import EVENT_JOB, event_job_key, own_writes
 from switchboard.db import Database, lock_keys
 from switchboard.errors import BadRequest, Unauthorized
 from switchboard.jobs import enqueue
@@ -88,8 +88,9 @@ def hubspot_events(body: bytes) -> list[Event]:
     return events
 
 
-async def apply(db: Database, name: str, events: list[Event]) -> None:
-    """Log new events and enqueue their refresh jobs, in one transaction."""
+async def apply(db: Database, name: str, events: list[Event], *, own_events: bool = False) -> None:
+    """Log new events and enqueue their refresh jobs, in one transaction. ``own_events``:
+    the events are HubSpot's, and those echoing the hub's own writes are left out."""
     async with db.session() as session:
         keys = {e.key for e in events}
         # Concurrent redeliveries of one event are serialised (PostgreSQL; SQLite has one writer).
@@ -112,6 +113,10 @@ async def apply(db: Database, name: str, events: list[Event]) -> None:
             if new:
                 fresh.append(event)
         await deliveries.record(session, rows)
+        if fresh and own_events:
+            # The CRM tells us about our own writes too: those need no re-read.
+            echoes = await own_writes(session, name, [(e.key, e.raw) for e in fresh])
+            fresh = [e for e in fresh if e.key not in echoes]
         # occurredAt order per contact: jobs of one key run in enqueue order.
         for event in sorted(fresh, key=lambda e: e.occurred_at or 0):
             await enqueue(
@@ -144,7 +149,7 @@ async def receive_hubspot(
         uri = str(request.url)
         if not hubspot_v3_valid(conn.webhook_secret, "POST", uri, body, timestamp, signature):
             raise await _reject(db, name, body, "Invalid X-HubSpot-Signature-v3")
-    await apply(db, name, hubspot_events(body))
+    await apply(db, name, hubspot_events(body), own_events=True)
     return Response(status_code=200)
 
 
