@@ -117,9 +117,22 @@ async def test_429_on_a_batch_retries_it_after_retry_after_then_succeeds(
     assert len(ok) == 1  # they came due together and went out together
 
 
+async def metric(client: httpx.AsyncClient, name: str) -> float:
+    """The sum of a metric's samples (all labels) at ``/metrics``."""
+    text = (await client.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name)] in " {"
+    )
+
+
 async def test_more_than_100_ready_jobs_split_into_requests_of_at_most_100(
     client: httpx.AsyncClient, hubspot: httpx.Client
 ) -> None:
+    calls_before = await metric(client, "switchboard_users_crm_calls_total")
+    changes_before = await metric(client, "switchboard_users_propagated_total")
+    fills_before = await metric(client, "switchboard_job_batch_fill_ratio_count")
     r = await post_batch(
         client, [{"id": f"s{i:03}", "email": f"s{i}@example.com"} for i in range(250)]
     )
@@ -130,6 +143,11 @@ async def test_more_than_100_ready_jobs_split_into_requests_of_at_most_100(
     assert all(c["path"].endswith("/batch/upsert") for c in calls)
     assert all(c["inputs"] <= 100 for c in calls) and sum(c["inputs"] for c in calls) == 250
     assert 3 <= len(calls) <= 6  # ceil(250 / 100) at best; never one call per user
+    # Visible: provider calls per propagated change, and how full the batches were.
+    calls_made = await metric(client, "switchboard_users_crm_calls_total") - calls_before
+    changes = await metric(client, "switchboard_users_propagated_total") - changes_before
+    assert changes == 250 and calls_made == len(calls)
+    assert await metric(client, "switchboard_job_batch_fill_ratio_count") > fills_before
 
 
 @pytest.mark.parametrize("create_missing", [False])
@@ -206,16 +224,32 @@ async def test_a_webhook_echo_of_our_own_write_makes_no_call(
         client, [{"id": f"w{i}", "email": f"w{i}@example.com", "firstName": "W"} for i in range(5)]
     )
     await all_settled(client, 5)
-    await client.patch("/users/w0", json={"email": "w0@example.com", "firstName": "V"})
-    await synced(client, "w0")
+
+    def webhooks() -> dict[str, int]:
+        stats: dict[str, int] = hubspot.get("/_sandbox/hubspot/state").json()["webhooks"]
+        return stats
+
+    seen = 0
 
     async def delivered() -> bool:
-        stats = hubspot.get("/_sandbox/hubspot/state").json()["webhooks"]
-        return stats["delivered"] >= 1 and stats["queued"] == 0 and stats["in_flight"] == 0
+        stats = webhooks()
+        return stats["delivered"] > seen and stats["queued"] == 0 and stats["in_flight"] == 0
+
+    async def refreshes_done() -> bool:
+        jobs = (await client.get("/admin/jobs", params={"kind": "contacts.refresh"})).json()
+        return all(j["state"] == "succeeded" for j in jobs["items"])
 
     await eventually(delivered)
-    deliveries = (await client.get("/admin/jobs", params={"kind": "contacts.refresh"})).json()
-    assert deliveries["items"] == []  # every event was an echo: no refresh queued
+    await eventually(refreshes_done)
+    seen = webhooks()["delivered"]
+    # A later change of one of them: its echo too (the creation echoes were handled first, so
+    # none of them reports a value the hub has since overwritten: that one would be read back).
+    await client.patch("/users/w0", json={"email": "w0@example.com", "firstName": "V"})
+    await synced(client, "w0")
+    await eventually(delivered)
+    await eventually(refreshes_done)
+    # Every event was an echo: recognised on arrival, or by its job once the write's record
+    # committed; either way HubSpot was not asked to read anything back.
     assert all("/batch/read" not in r["path"] and r["method"] != "GET" for r in requests(hubspot))
     # A change made in HubSpot itself is not an echo: it is read back.
     contact = contact_by_email(hubspot, "w1@example.com")
@@ -224,11 +258,10 @@ async def test_a_webhook_echo_of_our_own_write_makes_no_call(
         f"/_sandbox/hubspot/contacts/{contact['id']}", json={"properties": {"firstname": "UI"}}
     )
 
-    async def refreshed() -> bool:
-        items = (await client.get("/admin/jobs", params={"kind": "contacts.refresh"})).json()
-        return any(j["state"] == "succeeded" for j in items["items"])
+    async def read_back() -> bool:
+        return any(r["path"].endswith("/batch/read") for r in requests(hubspot))
 
-    await eventually(refreshed)
+    await eventually(read_back)
 
 
 async def test_post_users_batch_validates_each_item(client: httpx.AsyncClient) -> None:

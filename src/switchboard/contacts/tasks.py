@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -78,6 +78,9 @@ async def refresh(jobs: list[JobContext]) -> None:  # take every slot
 
 async def _refresh(crm: CrmContacts, name: str, group: list[JobContext]) -> None:
     ctx0 = group[0]
+    group = await _not_echoes(name, group)
+    if not group:
+        return
     ids = [str(ctx.payload["external_id"]) for ctx in group]
     try:
         found = await crm.read_many(ids)
@@ -94,6 +97,28 @@ async def _refresh(crm: CrmContacts, name: str, group: list[JobContext]) -> None
                 await _gone(ctx, crm, name, external_id)
             except Exception as exc:
                 ctx.fail(exc)
+
+
+async def _not_echoes(name: str, group: list[JobContext]) -> list[JobContext]:
+    """The jobs whose events are not all echoes of the hub's own writes (those need no read).
+    A job without ``events`` (a deletion, a mapped CRM's event) is always read."""
+    events = [
+        (f"{ctx.id}:{i}", str(ctx.payload["external_id"]), event)
+        for ctx in group
+        if isinstance(ctx.payload.get("events"), list)
+        for i, event in enumerate(ctx.payload["events"])
+    ]
+    if not events:
+        return group
+    async with group[0].db.read_session() as session:
+        echoes = await own_writes(session, name, events)
+    return [
+        ctx
+        for ctx in group
+        if not isinstance(ctx.payload.get("events"), list)
+        or not all(f"{ctx.id}:{i}" in echoes for i in range(len(ctx.payload["events"])))
+        or not ctx.payload["events"]
+    ]
 
 
 async def _gone(ctx: JobContext, crm: CrmContacts, name: str, external_id: str) -> None:
@@ -122,14 +147,37 @@ async def _gone(ctx: JobContext, crm: CrmContacts, name: str, external_id: str) 
         await service.store(session, name, [deleted], deleted=True)
 
 
+ECHO_SETTLE = timedelta(seconds=1)
+"""How long a refresh that may only echo the hub's own write waits before it decides: the
+write's record (``users.propagate``) may commit just after the CRM's webhook about it arrives."""
+
+Echo = list[Any]
+"""``[subscription type, property name, property value]`` of a HubSpot event."""
+
+
+def echo_form(event: Any) -> Echo | None:
+    """The event as :func:`own_writes` compares it, or None when it can never be an echo
+    (a deletion, merge or restore is always read back)."""
+    if not isinstance(event, dict):
+        return None
+    kind = event.get("subscriptionType") or event.get("eventType")
+    if kind == "contact.creation":
+        return [kind, None, None]
+    if kind == "contact.propertyChange":
+        return [kind, event.get("propertyName"), event.get("propertyValue")]
+    return None
+
+
 async def own_writes(
-    session: AsyncSession, connection: str, events: Sequence[tuple[str, dict[str, Any]]]
+    session: AsyncSession, connection: str, events: Sequence[tuple[str, str, Echo]]
 ) -> set[str]:
-    """The keys of the HubSpot events (``(key, event)``) that only echo what the hub itself
-    last wrote to the contact (``users.propagate``): a creation of a contact a user is synced
-    to, or a property change to the very value the user's contact was given. Their re-read
-    would cost a provider call to learn nothing; what was written is already in the store."""
-    wanted = {str(e.get("objectId")) for _, e in events}
+    """The keys of the events (``(key, contact id, echo form)``) that only echo what the hub
+    itself last wrote to the contact (``users.propagate``): a creation of a contact a user is
+    synced to, or a property change to the very value the user's contact was given. Re-reading
+    the contact would cost a provider call to learn nothing: what was written is in the store."""
+    wanted = {contact for _, contact, _ in events}
+    if not wanted:
+        return set()
     rows = await session.execute(
         select(User.crm_contact_id, User.synced_fields).where(
             User.crm_connection == connection, User.crm_contact_id.in_(wanted)
@@ -139,17 +187,17 @@ async def own_writes(
     for contact_id, fields in rows.all():
         written.setdefault(str(contact_id), []).append(dict(fields or {}))
     echoes = set()
-    for key, event in events:
-        given = written.get(str(event.get("objectId")))
+    for key, contact, (kind, name, value) in events:
+        given = written.get(contact)
         if not given:
             continue
-        kind = event.get("subscriptionType") or event.get("eventType")
         if kind == "contact.creation":
             echoes.add(key)
-        elif kind == "contact.propertyChange":
-            ours = FROM_HUBSPOT.get(str(event.get("propertyName")))
-            value = _text(event.get("propertyValue"), ours)
-            if ours is not None and any(_text(f.get(ours), ours) == value for f in given):
+        else:
+            ours = FROM_HUBSPOT.get(str(name))
+            if ours is not None and any(
+                _text(f.get(ours), ours) == _text(value, ours) for f in given
+            ):
                 echoes.add(key)
     return echoes
 

@@ -21,10 +21,16 @@ from fastapi import Request, Response
 from pydantic import SecretStr
 
 from switchboard.config import Config, Connection, HubSpotConnection, MappedCrmConnection
-from switchboard.contacts.tasks import EVENT_JOB, event_job_key, own_writes
-from switchboard.db import Database, lock_keys
+from switchboard.contacts.tasks import (
+    ECHO_SETTLE,
+    EVENT_JOB,
+    echo_form,
+    event_job_key,
+    own_writes,
+)
+from switchboard.db import Database, lock_keys, utcnow
 from switchboard.errors import BadRequest, Unauthorized
-from switchboard.jobs import enqueue
+from switchboard.jobs import enqueue, queue
 from switchboard.webhooks import receiver
 from switchboard.webhooks import service as deliveries
 
@@ -115,20 +121,48 @@ async def apply(db: Database, name: str, events: list[Event], *, own_events: boo
         await deliveries.record(session, rows)
         if fresh and own_events:
             # The CRM tells us about our own writes too: those need no re-read.
-            echoes = await own_writes(session, name, [(e.key, e.raw) for e in fresh])
+            forms = {e.key: echo_form(e.raw) for e in fresh}
+            echoes = await own_writes(
+                session,
+                name,
+                [(e.key, e.external_id, f) for e in fresh if (f := forms[e.key]) is not None],
+            )
             fresh = [e for e in fresh if e.key not in echoes]
-        # occurredAt order per contact: jobs of one key run in enqueue order.
-        for event in sorted(fresh, key=lambda e: e.occurred_at or 0):
+        by_contact: dict[str, list[Event]] = {}
+        for event in fresh:
+            by_contact.setdefault(event.external_id, []).append(event)
+        if not by_contact:
+            return
+        job_keys = {c: event_job_key(name, c) for c in by_contact}
+        # Concurrent deliveries about one contact merge their events one after the other.
+        await lock_keys(session, job_keys.values())
+        pending = await queue.pending_payloads(session, EVENT_JOB, list(job_keys.values()))
+        now = utcnow()
+        # occurredAt order across contacts: a contact's job waits behind its running one.
+        for contact, group in sorted(
+            by_contact.items(), key=lambda item: max(e.occurred_at or 0 for e in item[1])
+        ):
+            forms_ = [echo_form(e.raw) if own_events else None for e in group]
+            earlier = pending.get(job_keys[contact])
+            echo_events: list[Any] | None = None
+            if all(f is not None for f in forms_) and (
+                earlier is None or isinstance(earlier.get("events"), list)
+            ):
+                # Might still be an echo whose write is being recorded: the job looks again
+                # after a moment (and reads the contact unless every event is an echo).
+                echo_events = [*(earlier or {}).get("events", []), *forms_]
             await enqueue(
                 session,
                 EVENT_JOB,
                 {
                     "connection": name,
-                    "external_id": event.external_id,
-                    "occurred_at": event.occurred_at,
+                    "external_id": contact,
+                    "occurred_at": max(e.occurred_at or 0 for e in group) or None,
+                    "events": echo_events,
                 },
-                key=event_job_key(name, event.external_id),
+                key=job_keys[contact],
                 coalesce=True,
+                run_at=now + ECHO_SETTLE if echo_events is not None else None,
             )
 
 

@@ -128,6 +128,21 @@ async def enqueue(
     return job_id
 
 
+async def pending_payloads(
+    session: AsyncSession, kind: str, keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The payloads of the pending coalescing jobs of ``kind`` with these keys, by key: what an
+    enqueue would replace, for a caller that merges rather than replaces."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Job.key, Job.payload).where(
+            Job.pending_key.in_([_pending_key(kind, key) for key in keys])
+        )
+    )
+    return {str(key): dict(payload) for key, payload in rows.all()}
+
+
 async def enqueue_many(session: AsyncSession, jobs: list[NewJob]) -> None:
     """Write several jobs in one statement, in the caller's transaction, in list order (a
     later coalescing job of the same key supersedes an earlier one)."""

@@ -14,10 +14,10 @@ network; Retry-After honoured) retries every user of it until the job's deadline
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
@@ -70,28 +70,71 @@ async def _propagate(name: str | None, group: list[tuple[JobContext, User]]) -> 
         return
     finally:
         metrics.USERS_CRM_CALLS.labels(name).inc(crm.calls)
+    synced: list[dict[str, Any]] = []
     written: list[CrmContact] = []
     for (ctx, user), write, result in zip(group, writes, results, strict=True):
         if isinstance(result, Exception):
             _failed(ctx, user, result)
             continue
-        desired = {k: v for k, v in write.fields.items() if v is not None}
-        ctx.on_outcome(
-            _recorder(
-                user.id,
-                user.version,
-                lambda _: "synced",
-                fields=desired,
-                contact_id=result.external_id,
-            )
+        synced.append(
+            {
+                "b_id": user.id,
+                "b_version": user.version,
+                "synced_fields": {k: v for k, v in write.fields.items() if v is not None},
+                "crm_contact_id": result.external_id,
+            }
         )
         if result.raw:
             written.append(result)
-    metrics.USERS_PROPAGATED.labels(name).inc(
-        len(group) - sum(ctx.error is not None for ctx, _ in group)
+    if synced:
+        await _record_synced(ctx0, name, synced, written)
+        metrics.USERS_PROPAGATED.labels(name).inc(len(synced))
+
+
+_SYNCED = (
+    update(cast(Table, User.__table__))
+    .where(User.__table__.c.id == bindparam("b_id"))
+    .values(
+        sync_state=case(
+            (User.__table__.c.version == bindparam("b_version"), "synced"), else_="pending"
+        ),
+        sync_attempts=User.__table__.c.sync_attempts + 1,
+        last_error=None,
+        synced_version=bindparam("b_version"),
+        synced_fields=bindparam("synced_fields"),
+        crm_contact_id=bindparam("crm_contact_id"),
+        synced_at=bindparam("synced_at"),
     )
-    if written:
-        await _remember(ctx0, name, written)
+)
+"""The users a batch synced, in one ``executemany``. If a user changed meanwhile its state
+stays ``pending``: the newer change has its own job queued."""
+
+
+async def _record_synced(
+    ctx: JobContext, name: str, synced: list[dict[str, Any]], written: list[CrmContact]
+) -> None:
+    """Record the synced users, and the written contacts in the contacts store, in one
+    transaction right after the CRM answered: before the CRM's webhooks about these writes
+    arrive, so that they are recognised as echoes (``contacts.tasks.own_writes``). It commits
+    before the jobs' success: a worker dying in between leaves jobs that find nothing newer to
+    send and succeed without a call."""
+    now = utcnow()
+    ids = [contacts.contact_id(name, c.external_id) for c in written]
+    async with ctx.db.session() as session:
+        await session.execute(_SYNCED, [row | {"synced_at": now} for row in synced])
+        stored = {
+            row.external_id: row
+            for row in await session.scalars(select(Contact).where(Contact.id.in_(ids)))
+        }
+        merged = [
+            contacts.merge(contacts.as_crm(stored[c.external_id]), c)
+            if c.external_id in stored
+            else c
+            for c in written
+            # An update's answer holds the written fields only: not a whole new row.
+            if c.external_id in stored or c.fields.get("email")
+        ]
+        await contacts.store(session, name, merged)
 
 
 def _write(user: User) -> ContactWrite:
@@ -123,30 +166,6 @@ def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
                 _describe(exc),
             )
         )
-
-
-async def _remember(ctx: JobContext, name: str, written: list[CrmContact]) -> None:
-    """Keep the contacts store in step with what was just written, so that the CRM's webhooks
-    echoing these writes need no re-read (``contacts.webhooks``). A store failure loses
-    nothing: the next sync or webhook brings the store up to date."""
-    ids = [contacts.contact_id(name, c.external_id) for c in written]
-    try:
-        async with ctx.db.session() as session:
-            stored = {
-                row.external_id: row
-                for row in await session.scalars(select(Contact).where(Contact.id.in_(ids)))
-            }
-            merged = [
-                contacts.merge(contacts.as_crm(stored[c.external_id]), c)
-                if c.external_id in stored
-                else c
-                for c in written
-                # An update's answer holds the written fields only: not a whole new row.
-                if c.external_id in stored or c.fields.get("email")
-            ]
-            await contacts.store(session, name, merged)
-    except Exception as exc:
-        log.warning("contacts_store_not_updated", connection=name, error=str(exc)[:300])
 
 
 def _recorder(
