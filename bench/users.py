@@ -24,6 +24,7 @@ import asyncio
 import os
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -141,8 +142,11 @@ async def bulk(box: Sandbox, count: int, existing: int, database_url: str | None
                 r.raise_for_status()
             sim.log.clear()
             started = time.time()
+            profile = os.environ.get("BENCH_PROFILE")
             worker = subprocess.Popen(
-                [SWITCHBOARD, "worker"],
+                [sys.executable, "-m", "cProfile", "-o", profile, SWITCHBOARD, "worker"]
+                if profile
+                else [SWITCHBOARD, "worker"],
                 cwd=tmp,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -183,11 +187,9 @@ async def bulk(box: Sandbox, count: int, existing: int, database_url: str | None
                 if stats["queued"] == 0 and stats["in_flight"] == 0:
                     break
                 await asyncio.sleep(0.2)
-            refreshes = (
-                await client.get("/admin/jobs", params={"kind": "contacts.refresh", "limit": 500})
-            ).json()["items"]
         crm = [e for e in sim.log.entries() if e["path"].startswith("/crm/")]
         calls, throttled = len(crm), sum(1 for e in crm if e.get("status") == 429)
+        reads = sum(1 for e in crm if e["method"] == "GET" or e["path"].endswith("/batch/read"))
         writes = [e for e in crm if e["path"].endswith(("/batch/upsert", "/batch/update"))]
         fill = sum(e.get("inputs", 0) for e in writes) / max(len(writes), 1) / 100
         # The first job's start: its request reaches HubSpot a few ms later.
@@ -202,7 +204,7 @@ async def bulk(box: Sandbox, count: int, existing: int, database_url: str | None
             f"{max(synced_at) - started:.1f} s",
             f"synced {synced:,}/{count:,}; {calls} HubSpot requests "
             f"({calls / max(synced, 1):.4f} per user, batch fill {fill:.0%}); 429: {throttled}; "
-            f"echo re-reads: {len(refreshes)}; webhooks delivered: "
+            f"contact reads after the echo webhooks: {reads}; webhooks delivered: "
             f"{sim.webhooks.outbox.stats()['delivered']}",
         ]
     finally:
@@ -287,8 +289,11 @@ def patch_rows(box: Sandbox, seconds: int) -> list[list[str]]:
         if separate:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
             env["SWITCHBOARD_LOG_FORMAT"] = "json"
+            profile = os.environ.get("BENCH_PROFILE")
             worker = subprocess.Popen(
-                [SWITCHBOARD, "worker"],
+                [sys.executable, "-m", "cProfile", "-o", profile, SWITCHBOARD, "worker"]
+                if profile
+                else [SWITCHBOARD, "worker"],
                 cwd=tmp,
                 env=env,
                 stdout=subprocess.DEVNULL,

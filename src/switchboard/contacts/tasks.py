@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.connectors.crm import CrmContact, CrmContacts, crm_client
@@ -14,9 +14,10 @@ from switchboard.connectors.hubspot import HubSpotContacts
 from switchboard.connectors.hubspot.mapping import FROM_HUBSPOT
 from switchboard.contacts import service, sync
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, batch_handler
-from switchboard.models import User
+from switchboard.jobs import JobContext, RetryLater, batch_handler
+from switchboard.models import Job, User
 from switchboard.syncs import Syncer, register
+from switchboard.users.service import JOB_KIND as USERS_JOB
 
 EVENT_JOB = "contacts.refresh"
 """Re-read one contact from its CRM and store what the CRM says now. Payload ``{"connection",
@@ -90,7 +91,7 @@ async def _refresh(crm: CrmContacts, name: str, group: list[JobContext]) -> None
         return
     if found:
         async with ctx0.db.session() as session:
-            await service.store(session, name, found.values())
+            await service.store_many(session, name, found.values())
     for ctx, external_id in zip(group, ids, strict=True):
         if external_id not in found:
             try:
@@ -99,9 +100,16 @@ async def _refresh(crm: CrmContacts, name: str, group: list[JobContext]) -> None
                 ctx.fail(exc)
 
 
+ECHO_PATIENCE = timedelta(seconds=10)
+"""How long after its event a possible echo waits for user writes still being recorded."""
+
+
 async def _not_echoes(name: str, group: list[JobContext]) -> list[JobContext]:
     """The jobs whose events are not all echoes of the hub's own writes (those need no read).
-    A job without ``events`` (a deletion, a mapped CRM's event) is always read."""
+    A job without ``events`` (a deletion, a mapped CRM's event) is always read. A possible echo
+    (a creation or property change) that matches nothing yet while users' CRM writes are still
+    running waits a moment more (``RetryLater``), up to :data:`ECHO_PATIENCE` after its event:
+    under load the write's record can commit after its webhook arrives."""
     events = [
         (f"{ctx.id}:{i}", str(ctx.payload["external_id"]), event)
         for ctx in group
@@ -112,13 +120,30 @@ async def _not_echoes(name: str, group: list[JobContext]) -> list[JobContext]:
         return group
     async with group[0].db.read_session() as session:
         echoes = await own_writes(session, name, events)
-    return [
-        ctx
-        for ctx in group
-        if not isinstance(ctx.payload.get("events"), list)
-        or not all(f"{ctx.id}:{i}" in echoes for i in range(len(ctx.payload["events"])))
-        or not ctx.payload["events"]
-    ]
+        writing = bool(
+            await session.scalar(
+                select(exists().where(Job.state == "running", Job.kind == USERS_JOB))
+            )
+        )
+    now = datetime.now(UTC)
+    remaining = []
+    for ctx in group:
+        found = ctx.payload.get("events")
+        if not isinstance(found, list) or not found:
+            remaining.append(ctx)
+        elif all(f"{ctx.id}:{i}" in echoes for i in range(len(found))):
+            continue  # only echoes: nothing to read
+        elif writing and _recent(ctx.payload.get("occurred_at"), now):
+            ctx.fail(RetryLater(1.0, "waiting for the hub's own CRM writes to be recorded"))
+        else:
+            remaining.append(ctx)
+    return remaining
+
+
+def _recent(occurred_at: Any, now: datetime) -> bool:
+    if not isinstance(occurred_at, int):
+        return False
+    return now - datetime.fromtimestamp(occurred_at / 1000, UTC) < ECHO_PATIENCE
 
 
 async def _gone(ctx: JobContext, crm: CrmContacts, name: str, external_id: str) -> None:

@@ -134,7 +134,7 @@ async def _record_synced(
             # An update's answer holds the written fields only: not a whole new row.
             if c.external_id in stored or c.fields.get("email")
         ]
-        await contacts.store(session, name, merged)
+        await contacts.store_many(session, name, merged)
 
 
 def _write(user: User) -> ContactWrite:
