@@ -24,7 +24,6 @@ import asyncio
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -142,11 +141,8 @@ async def bulk(box: Sandbox, count: int, existing: int, database_url: str | None
                 r.raise_for_status()
             sim.log.clear()
             started = time.time()
-            profile = os.environ.get("BENCH_PROFILE")
             worker = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", profile, SWITCHBOARD, "worker"]
-                if profile
-                else [SWITCHBOARD, "worker"],
+                [SWITCHBOARD, "worker"],
                 cwd=tmp,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -289,11 +285,8 @@ def patch_rows(box: Sandbox, seconds: int) -> list[list[str]]:
         if separate:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
             env["SWITCHBOARD_LOG_FORMAT"] = "json"
-            profile = os.environ.get("BENCH_PROFILE")
             worker = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", profile, SWITCHBOARD, "worker"]
-                if profile
-                else [SWITCHBOARD, "worker"],
+                [SWITCHBOARD, "worker"],
                 cwd=tmp,
                 env=env,
                 stdout=subprocess.DEVNULL,
