@@ -352,8 +352,9 @@ class UsersSection(_Strict):
     concurrency: int = Field(
         4,
         ge=1,
-        description="CRM updates one worker process runs at once. Capped so that a rate-limited "
-        "CRM, whose updates mostly wait for its budget, leaves the worker's other slots free.",
+        description="CRM batches (of up to 100 user changes each) one worker process runs at "
+        "once. Capped so that a rate-limited CRM, whose updates mostly wait for its budget, "
+        "leaves the worker's other slots free.",
     )
 
 

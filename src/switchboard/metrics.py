@@ -151,6 +151,23 @@ JOB_DURATION = Histogram(
     ["kind", "outcome"],
     buckets=_LATENCY_BUCKETS,
 )
+JOB_BATCH_FILL = Histogram(
+    "switchboard_job_batch_fill_ratio",
+    "Jobs handed to a batch handler per call, as a share of its batch size (1 = full).",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1),
+)
+USERS_PROPAGATED = Counter(
+    "switchboard_users_propagated_total",
+    "User changes the CRM confirmed (users.propagate jobs that succeeded with a change).",
+    ["connection"],
+)
+USERS_CRM_CALLS = Counter(
+    "switchboard_users_crm_calls_total",
+    "Provider requests made to propagate user changes; divided by "
+    "switchboard_users_propagated_total: calls per propagated change.",
+    ["connection"],
+)
 JOB_RETRIES = Counter("switchboard_job_retries_total", "Job runs that will be retried.", ["kind"])
 JOBS_DEAD = Counter("switchboard_jobs_dead_total", "Jobs that went dead.", ["kind"])
 SCHEDULE_FIRES = Counter("switchboard_schedule_fires_total", "Schedule slots fired.", ["schedule"])

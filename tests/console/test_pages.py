@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from switchboard.config import HubConfig
 from switchboard.connectors.crm import CrmContact
@@ -256,6 +256,22 @@ async def test_jobs_page_and_replay(client: httpx.AsyncClient, db: Database) -> 
     assert 'href="/console"' in missing.text  # no console referer: back to the console
     bad_id = await client.get("/console/jobs/not-a-number")
     assert bad_id.status_code == 422 and "not valid" in bad_id.text
+
+
+async def test_the_job_page_shows_the_batch_a_job_ran_in(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    async with db.session() as session:
+        first = await enqueue(session, "crm.push", {})
+        second = await enqueue(session, "crm.push", {})
+        alone = await enqueue(session, "crm.push", {})
+        await session.execute(update(Job).where(Job.id.in_([first, second])).values(batch=first))
+    await login(client)
+    page = await client.get(f"/console/jobs/{second}")
+    assert f'batch <a href="/console/jobs/{first}">{first}</a>' in page.text
+    assert "ran alone" in (await client.get(f"/console/jobs/{alone}")).text
+    listed = (await client.get("/admin/jobs", headers={"X-API-Key": API_KEY})).json()["items"]
+    assert {j["id"]: j["batch"] for j in listed} == {first: first, second: first, alone: None}
 
 
 async def test_tasks_chart_counts_windows_and_escapes_content(

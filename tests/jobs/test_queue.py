@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,39 +13,10 @@ from switchboard.config import Config
 from switchboard.db import Database, utcnow
 from switchboard.errors import TerminalError, TransientError
 from switchboard.jobs import RetryLater, enqueue, queue
-from switchboard.jobs.registry import JobContext, Registry
-from switchboard.jobs.worker import Worker
+from switchboard.jobs.registry import JobContext
 from switchboard.models import Job
+from tests.jobs.conftest import Recorder
 from tests.support import eventually
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, dict[str, Any]]] = []  # (job id, attempt, payload)
-        self.registry = Registry()
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-async def start_worker(
-    db: Database, config: Config, rec: Recorder
-) -> AsyncIterator[Callable[..., Any]]:
-    workers: list[Worker] = []
-
-    async def start(**kw: Any) -> Worker:
-        worker = Worker(db, config, rec.registry, **kw)
-        await worker.start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if not worker._stopping:
-            await worker.stop()
 
 
 async def job(db: Database, job_id: int) -> Job:

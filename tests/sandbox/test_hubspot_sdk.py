@@ -10,7 +10,13 @@ import hubspot
 import pytest
 from hubspot.crm.contacts import (
     ApiException,
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectId,
     SimplePublicObjectInput,
     SimplePublicObjectInputForCreate,
 )
@@ -146,3 +152,64 @@ def test_unknown_token_is_invalid_authentication(base_url: str) -> None:
 
     assert info.value.status == 401
     assert json.loads(info.value.body)["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_batch_upsert_read_and_update_with_partial_errors(
+    client: hubspot.Client, sim: HubSpotSimulator
+) -> None:
+    batch = client.crm.contacts.batch_api
+    existing = client.crm.contacts.basic_api.get_page(limit=1).results[0]
+    known = existing.properties["email"]
+    before = sim.log.count()
+    upserted = batch.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                SimplePublicObjectBatchInputUpsert(
+                    id=email, id_property="email", properties={"firstname": "Up"}
+                )
+                for email in (known, "fresh@example.com", "bad@example.c0m")
+            ]
+        )
+    )
+    assert sim.log.count() == before + 1  # one request against the rate limit
+    by_email = {r.properties["email"]: r for r in upserted.results}
+    assert by_email[known].id == existing.id and by_email[known].new is False
+    assert by_email["fresh@example.com"].new is True
+    [error] = upserted.errors
+    assert error.status == "error" and error.category == "VALIDATION_ERROR"
+    assert "bad@example.c0m" in error.message and error.context == {"ids": ["bad@example.c0m"]}
+
+    read = batch.read(
+        BatchReadInputSimplePublicObjectId(
+            id_property="email",
+            properties=["firstname"],
+            inputs=[SimplePublicObjectId(id=known), SimplePublicObjectId(id="nobody@example.com")],
+        )
+    )
+    assert [r.properties["firstname"] for r in read.results] == ["Up"]
+    assert read.errors[0].category == "OBJECT_NOT_FOUND"
+
+    updated = batch.update(
+        BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                SimplePublicObjectBatchInput(id=existing.id, properties={"lastname": "Batch"}),
+                SimplePublicObjectBatchInput(id="99999999", properties={"lastname": "Nobody"}),
+            ]
+        )
+    )
+    assert [r.properties["lastname"] for r in updated.results] == ["Batch"]
+    assert updated.errors[0].context == {"ids": ["99999999"]}
+
+
+def test_more_than_100_batch_inputs_is_hubspots_400(client: hubspot.Client) -> None:
+    inputs = [
+        SimplePublicObjectBatchInput(id=str(i), properties={"firstname": "X"})
+        for i in range(1, 102)
+    ]
+    with pytest.raises(ApiException) as raised:
+        client.crm.contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(inputs=inputs))
+    assert raised.value.status == 400
+    body = json.loads(raised.value.body)
+    assert body["category"] == "VALIDATION_ERROR" and body["status"] == "error"
+    assert "maximum number of inputs supported in a batch request is 100" in body["message"]
+    assert "correlationId" in body

@@ -23,6 +23,11 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
+def runtime_enabled() -> bool:
+    return False  # the worker subprocesses are the only workers
+
+
+@pytest.fixture
 def hub_config(sandbox: Sandbox) -> HubConfig:
     return HubConfig.model_validate(zero_config(sandbox.urls))
 
@@ -71,6 +76,55 @@ async def test_worker_killed_mid_job_delivers_later(
             headers={"Authorization": "Bearer pat-sandbox"},
         )
         assert found.status_code == 200 and found.json()["properties"]["firstname"] == "K"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        hubspot.close()
+
+
+async def test_worker_killed_mid_batch_every_user_is_synced_once(
+    client: httpx.AsyncClient, sandbox: Sandbox, backend: Backend, tmp_path: Path
+) -> None:
+    write_config(tmp_path, sandbox)
+    env = switchboard_env(backend, tmp_path, SWITCHBOARD_JOB_LEASE_SECONDS="1.5")
+    hubspot = httpx.Client(base_url=sandbox.urls["hubspot"], timeout=10)
+    hubspot.put("/_sandbox/faults", json={"latency_ms": 30_000})
+    first = Process(["worker"], env, tmp_path, tmp_path / "w1.log")
+    second = None
+    items = [
+        {"id": f"m{i:02}", "email": f"m{i}@example.com", "firstName": f"M{i}"} for i in range(40)
+    ]
+    try:
+        r = await client.post("/users/batch", json={"items": items})
+        assert r.status_code == 200 and len(r.json()["items"]) == 40
+
+        async def batch_running() -> bool:
+            jobs = (await client.get("/admin/jobs", params={"state": "running"})).json()["items"]
+            return len(jobs) == 40 and len({j["batch"] for j in jobs}) == 1
+
+        await eventually(batch_running, timeout=30)
+        first.kill()
+        hubspot.delete("/_sandbox/faults")
+        hubspot.delete("/_sandbox/requests")
+        second = Process(["worker"], env, tmp_path, tmp_path / "w2.log")
+
+        async def all_synced() -> bool:
+            users = (await client.get("/users", params={"limit": 100})).json()["items"]
+            return len(users) == 40 and all(u["sync"]["state"] == "synced" for u in users)
+
+        await eventually(all_synced, timeout=30)
+        contacts = hubspot.get("/_sandbox/hubspot/state").json()["contacts"]
+        assert contacts == 40  # none created twice
+        for i in (0, 17, 39):
+            found = hubspot.get(
+                f"/crm/v3/objects/contacts/m{i}@example.com",
+                params={"idProperty": "email", "properties": "firstname"},
+                headers={"Authorization": "Bearer pat-sandbox"},
+            )
+            assert found.json()["properties"]["firstname"] == f"M{i}"
+        log = hubspot.get("/_sandbox/requests").json()["requests"]
+        assert sum(r.get("inputs", 0) for r in log if r["status"] == 200) == 40
     finally:
         first.stop()
         if second is not None:

@@ -17,8 +17,9 @@ outbound layer's ``TransientError`` (503 + Retry-After: rate limit, outage) and
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +114,33 @@ class NotACrm(Unprocessable):
     loc = ("body", "connection")
 
 
+@dataclass(frozen=True)
+class ContactWrite:
+    """One contact of a batch write (:meth:`CrmContacts.write_many`)."""
+
+    email: str
+    """The contact's email: how a contact whose id is unknown is found (or created)."""
+    fields: Fields
+    """What the contact should hold; ``None`` clears a field."""
+    contact_id: str | None = None
+    """The CRM's id, when known: the contact is updated by id (so an email change updates the
+    same contact)."""
+    known: Fields | None = None
+    """What the CRM was last given: only the fields that differ from it are sent."""
+
+    def changes(self, known: Fields | None = None) -> Fields:
+        """The fields to send, given what the CRM holds (``known``, else :attr:`known`)."""
+        base = self.known if known is None else known
+        if base is None:  # nothing given yet: send every field with a value
+            return {k: v for k, v in self.fields.items() if v is not None}
+        return {k: v for k, v in self.fields.items() if base.get(k) != v}
+
+
+WriteResult = CrmContact | Exception
+"""Per input of a batch write: the contact as written, or that input's own failure (a CRM
+refusal, or a transient error of its own call when the CRM has no batch endpoint)."""
+
+
 class CrmContacts(Protocol):
     """Contacts in one CRM. Every method may also raise the outbound layer's errors."""
 
@@ -137,6 +165,25 @@ class CrmContacts(Protocol):
 
     async def archive(self, external_id: str) -> None:
         """Delete (archive) the contact. Idempotent: deleting an unknown contact succeeds."""
+        ...
+
+    async def read_many(self, external_ids: Sequence[str]) -> dict[str, CrmContact]:
+        """The live contacts among ``external_ids``, by id (unknown or deleted ones left out)."""
+        ...
+
+    async def write_many(
+        self, writes: Sequence[ContactWrite], *, create_missing: bool
+    ) -> list[WriteResult]:
+        """Bring each contact to its ``fields``, in as few provider calls as the CRM allows; one
+        result per write, in order. A contact whose id is unknown is found by email (and
+        created when ``create_missing``, else :class:`ContactNotFound`); a duplicate email
+        resolves to the existing contact. A failure of the whole call (rate limit, outage)
+        raises: every write is then to be retried."""
+        ...
+
+    @property
+    def calls(self) -> int:
+        """Provider requests this client has made (for calls-per-change metrics)."""
         ...
 
 
@@ -206,3 +253,68 @@ def crm_errors(
                 f"{connection} rejected the contact: {detail}", **context
             ) from None
         raise
+
+
+async def write_one(crm: CrmContacts, write: ContactWrite, *, create_missing: bool) -> CrmContact:
+    """One contact write with single-contact endpoints: find by email when the id is unknown,
+    create when missing (``create_missing``), send only the changed fields."""
+    contact_id, known = write.contact_id, write.known
+    current: CrmContact | None = None
+    if contact_id is None:
+        current = await crm.find_by_email(write.email)
+        if current is not None:
+            contact_id, known = current.external_id, current.fields
+        elif create_missing:
+            try:
+                return await crm.create(write.changes({}))
+            except DuplicateContact as exc:  # created by someone else since the lookup
+                if exc.existing_id is None:
+                    raise
+                contact_id, known = exc.existing_id, {}
+        else:
+            raise ContactNotFound(
+                f"no contact in {crm.connection} has the email {write.email} "
+                "and create_missing is off",
+                connection=crm.connection,
+            )
+    changes = write.changes(known)
+    if not changes:
+        return current or CrmContact(contact_id, dict(write.fields), None, None, False, {})
+    try:
+        return await crm.update(contact_id, changes)
+    except ContactNotFound:
+        if not create_missing:
+            raise
+        # The remembered contact was deleted in the CRM: create it again.
+        return await crm.create(write.changes({}))
+
+
+async def write_each(
+    crm: CrmContacts, writes: Sequence[ContactWrite], *, create_missing: bool, concurrency: int
+) -> list[WriteResult]:
+    """:meth:`CrmContacts.write_many` for a CRM without batch endpoints: one
+    :func:`write_one` per contact, at most ``concurrency`` at once, each failing alone."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(write: ContactWrite) -> WriteResult:
+        async with gate:
+            try:
+                return await write_one(crm, write, create_missing=create_missing)
+            except Exception as exc:  # the write's own outcome, returned to its own job
+                return exc
+
+    return list(await asyncio.gather(*(one(w) for w in writes)))
+
+
+async def read_each(
+    crm: CrmContacts, external_ids: Sequence[str], *, concurrency: int
+) -> dict[str, CrmContact]:
+    """:meth:`CrmContacts.read_many` for a CRM without a batch read."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(external_id: str) -> CrmContact | None:
+        async with gate:
+            return await crm.get(external_id)
+
+    found = await asyncio.gather(*(one(i) for i in dict.fromkeys(external_ids)))
+    return {c.external_id: c for c in found if c is not None}

@@ -21,10 +21,16 @@ from fastapi import Request, Response
 from pydantic import SecretStr
 
 from switchboard.config import Config, Connection, HubSpotConnection, MappedCrmConnection
-from switchboard.contacts.tasks import EVENT_JOB, event_job_key
-from switchboard.db import Database, lock_keys
+from switchboard.contacts.tasks import (
+    ECHO_SETTLE,
+    EVENT_JOB,
+    echo_form,
+    event_job_key,
+    own_writes,
+)
+from switchboard.db import Database, lock_keys, utcnow
 from switchboard.errors import BadRequest, Unauthorized
-from switchboard.jobs import enqueue
+from switchboard.jobs import enqueue, queue
 from switchboard.parsing import InvalidJson, ascii_int, parse_json, same_signature
 from switchboard.webhooks import receiver
 from switchboard.webhooks import service as deliveries
@@ -113,8 +119,9 @@ def hubspot_events(body: bytes) -> list[Event]:
     return events
 
 
-async def apply(db: Database, name: str, events: list[Event]) -> None:
-    """Log new events and enqueue their refresh jobs, in one transaction."""
+async def apply(db: Database, name: str, events: list[Event], *, own_events: bool = False) -> None:
+    """Log new events and enqueue their refresh jobs, in one transaction. ``own_events``:
+    the events are HubSpot's, and those echoing the hub's own writes are left out."""
     async with db.session() as session:
         keys = {e.key for e in events}
         # Concurrent redeliveries of one event are serialised (PostgreSQL; SQLite has one writer).
@@ -137,18 +144,50 @@ async def apply(db: Database, name: str, events: list[Event]) -> None:
             if new:
                 fresh.append(event)
         await deliveries.record(session, rows)
-        # occurredAt order per contact: jobs of one key run in enqueue order.
-        for event in sorted(fresh, key=lambda e: e.occurred_at or 0):
+        if fresh and own_events:
+            # The CRM tells us about our own writes too: those need no re-read.
+            forms = {e.key: echo_form(e.raw) for e in fresh}
+            echoes = await own_writes(
+                session,
+                name,
+                [(e.key, e.external_id, f) for e in fresh if (f := forms[e.key]) is not None],
+            )
+            fresh = [e for e in fresh if e.key not in echoes]
+        by_contact: dict[str, list[Event]] = {}
+        for event in fresh:
+            by_contact.setdefault(event.external_id, []).append(event)
+        if not by_contact:
+            return
+        job_keys = {c: event_job_key(name, c) for c in by_contact}
+        # Concurrent deliveries about one contact merge their events one after the other.
+        await lock_keys(session, job_keys.values())
+        pending = await queue.pending_payloads(session, EVENT_JOB, list(job_keys.values()))
+        now = utcnow()
+        # occurredAt order across contacts: a contact's job waits behind its running one.
+        for contact, group in sorted(
+            by_contact.items(), key=lambda item: max(e.occurred_at or 0 for e in item[1])
+        ):
+            forms_ = [echo_form(e.raw) if own_events else None for e in group]
+            earlier = pending.get(job_keys[contact])
+            echo_events: list[Any] | None = None
+            if all(f is not None for f in forms_) and (
+                earlier is None or isinstance(earlier.get("events"), list)
+            ):
+                # Might still be an echo whose write is being recorded: the job looks again
+                # after a moment (and reads the contact unless every event is an echo).
+                echo_events = [*(earlier or {}).get("events", []), *forms_]
             await enqueue(
                 session,
                 EVENT_JOB,
                 {
                     "connection": name,
-                    "external_id": event.external_id,
-                    "occurred_at": event.occurred_at,
+                    "external_id": contact,
+                    "occurred_at": max(e.occurred_at or 0 for e in group) or None,
+                    "events": echo_events,
                 },
-                key=event_job_key(name, event.external_id),
+                key=job_keys[contact],
                 coalesce=True,
+                run_at=now + ECHO_SETTLE if echo_events is not None else None,
             )
 
 
@@ -172,7 +211,7 @@ async def receive_hubspot(
         uri = str(request.url)
         if not hubspot_v3_valid(conn.webhook_secret, "POST", uri, body, timestamp, signature):
             raise await _reject(db, request, name, body, "Invalid X-HubSpot-Signature-v3")
-    await apply(db, name, hubspot_events(body))
+    await apply(db, name, hubspot_events(body), own_events=True)
     return Response(status_code=200)
 
 

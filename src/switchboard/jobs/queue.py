@@ -128,6 +128,21 @@ async def enqueue(
     return job_id
 
 
+async def pending_payloads(
+    session: AsyncSession, kind: str, keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The payloads of the pending coalescing jobs of ``kind`` with these keys, by key: what an
+    enqueue would replace, for a caller that merges rather than replaces."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Job.key, Job.payload).where(
+            Job.pending_key.in_([_pending_key(kind, key) for key in keys])
+        )
+    )
+    return {str(key): dict(payload) for key, payload in rows.all()}
+
+
 async def enqueue_many(session: AsyncSession, jobs: list[NewJob]) -> None:
     """Write several jobs in one statement, in the caller's transaction, in list order (a
     later coalescing job of the same key supersedes an earlier one)."""
@@ -154,23 +169,58 @@ async def claim(
     limits: Mapping[str, int] | None = None,
 ) -> list[Job]:
     """Move up to ``limit`` due jobs to ``running`` under this worker's lease; ``limits`` caps
-    some kinds lower.
+    some kinds lower (:func:`claim_batches` with batches of one, flattened in id order)."""
+    batches = await claim_batches(
+        session, worker=worker, kinds=kinds, limit=limit, lease=lease, limits=limits
+    )
+    return sorted((job for batch in batches for job in batch), key=lambda j: j.id)
+
+
+async def claim_batches(
+    session: AsyncSession,
+    *,
+    worker: str,
+    kinds: list[str],
+    limit: int,
+    lease: timedelta,
+    limits: Mapping[str, int] | None = None,
+    sizes: Mapping[str, int] | None = None,
+) -> list[list[Job]]:
+    """Move due jobs to ``running`` under this worker's lease, as up to ``limit`` batches (at
+    most ``limits[kind]`` of a kind) of up to ``sizes[kind]`` jobs of one kind (default 1).
 
     A keyed job is claimable only when no job of its key is running and it is the oldest
-    pending job of its key: jobs sharing a key run one at a time, in enqueue (id) order, and a
-    job waiting for its retry holds back the later ones.
+    pending job of its key: jobs sharing a key run one at a time, in enqueue (id) order, a job
+    waiting for its retry holds back the later ones, and no batch holds two jobs of one key.
 
     Kinds are claimed one at a time, the kind with the oldest due job first, each by its own
-    walk of the ``(state, kind, run_at)`` index: a backlog of one kind (thousands of CRM updates
-    waiting out a rate limit) costs nothing to a claim of the others.
+    walk of the ``(state, kind, run_at)`` index (one statement for all of a kind's batches): a
+    backlog of one kind (thousands of CRM updates waiting out a rate limit) costs nothing to a
+    claim of the others. Whatever is due goes out at once: a batch is never held back to fill.
+    Jobs of a batch of more than one record it in ``batch`` (the id of its first job).
     """
-    jobs: list[Job] = []
+    batches: list[list[Job]] = []
     for kind in await due_kinds(session, kinds=kinds):
-        room = min(limit - len(jobs), (limits or {}).get(kind, limit))
-        if room > 0:
-            jobs += await _claim_kind(session, worker=worker, kind=kind, limit=room, lease=lease)
-    jobs.sort(key=lambda j: j.id)
-    return jobs
+        room = min(limit - len(batches), (limits or {}).get(kind, limit))
+        if room <= 0:
+            continue
+        size = max(1, (sizes or {}).get(kind, 1))
+        jobs = await _claim_kind(session, worker=worker, kind=kind, limit=room * size, lease=lease)
+        jobs.sort(key=lambda j: j.id)
+        # Full batches: each is one provider request, and requests are what a CRM limits.
+        for start in range(0, len(jobs), size):
+            batch = jobs[start : start + size]
+            batches.append(batch)
+            if len(batch) > 1:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_([j.id for j in batch]))
+                    .values(batch=batch[0].id)
+                    .execution_options(synchronize_session=False)
+                )
+                for job in batch:
+                    job.batch = batch[0].id
+    return batches
 
 
 async def _claim_kind(
@@ -202,6 +252,7 @@ async def _claim_kind(
             lease_until=now + lease,
             worker=worker,
             pending_key=None,
+            batch=None,
         )
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -285,19 +336,21 @@ async def fail(
     deferred: bool = False,
     backoff: Backoff,
     default_max_attempts: int = 10,
+    now: datetime | None = None,
 ) -> str | None:
     """Record a failed run; returns the job's new state ("pending" or "dead"), or None when this
     worker no longer owned the job.
 
     ``retry_in`` fixes the wait (Retry-After); ``deferred`` runs (RetryLater) do not count
-    against ``max_attempts``, only against the deadline.
+    against ``max_attempts``, only against the deadline. The jobs of one failed batch share
+    ``now``: with one Retry-After they come due together and go out as one batch again.
     """
     job = (
         await session.scalars(select(Job).where(_owned(job_id, worker, attempt)).with_for_update())
     ).one_or_none()
     if job is None:
         return None
-    now = utcnow()
+    now = now or utcnow()
     if deferred:
         job.deferrals += 1
     failures = job.attempts - job.deferrals

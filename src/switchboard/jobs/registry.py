@@ -46,6 +46,17 @@ class JobContext:
     outbound: Outbound | None = None
     """The process's outbound clients (call providers with ``mode="job"``)."""
     outcome_writes: list[OutcomeWrite] = field(default_factory=list)
+    batch: int | None = None
+    """The batch this run is part of (the id of its first job); None when it runs alone."""
+    error: BaseException | None = None
+    """This job's own failure in a batch (:meth:`fail`); None: it succeeded."""
+
+    def fail(self, error: BaseException) -> None:
+        """In a batch handler: this job's run failed as if its handler had raised ``error``
+        (``RetryLater``, ``TerminalError``, ``TransientError`` or anything else, with the usual
+        meaning) while the rest of the batch goes on. A batch handler that raises fails every
+        job it did not mark."""
+        self.error = error
 
     def on_outcome(self, write: OutcomeWrite) -> None:
         """Have ``write(session, state)`` run in the transaction that records this run's
@@ -59,12 +70,15 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+BatchHandler = Callable[[list[JobContext]], Awaitable[None]]
 Concurrency = int | Callable[[Config], int]
 
 
 class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._batch_handlers: dict[str, BatchHandler] = {}
+        self._batch_sizes: dict[str, int] = {}
         self._concurrency: dict[str, Concurrency] = {}
 
     def handler(
@@ -80,7 +94,7 @@ class Registry:
         """
 
         def register(fn: Handler) -> Handler:
-            if kind in self._handlers and self._handlers[kind] is not fn:
+            if self.get(kind) is not None and self._handlers.get(kind) is not fn:
                 raise ValueError(f"a handler for job kind {kind!r} is already registered")
             self._handlers[kind] = fn
             if concurrency is not None:
@@ -89,8 +103,52 @@ class Registry:
 
         return register
 
-    def get(self, kind: str) -> Handler | None:
-        return self._handlers.get(kind)
+    def batch_handler(
+        self, kind: str, *, size: int, concurrency: Concurrency | None = None
+    ) -> Callable[[BatchHandler], BatchHandler]:
+        """Decorator for a handler that takes up to ``size`` jobs of ``kind`` at once (one
+        provider request for many changes): ``fn(jobs: list[JobContext])``.
+
+        The worker claims up to ``size`` due jobs of the kind in one statement and hands them
+        over together, never two of one key; a short queue goes out at once (no batching
+        delay). Each job keeps its own attempts, deadline, retries and outcome: a job the
+        handler marks with :meth:`JobContext.fail` fails alone, the others succeed when the
+        handler returns; if it raises, every unmarked job fails with that error. One lease
+        (heartbeat) covers the batch; a worker that dies mid-batch leaves each unfinished job
+        to be retried. ``concurrency`` caps the batches of this kind one worker runs at once.
+        """
+        if size < 1:
+            raise ValueError("a batch size is at least 1")
+
+        def register(fn: BatchHandler) -> BatchHandler:
+            if self.get(kind) is not None and self._batch_handlers.get(kind) is not fn:
+                raise ValueError(f"a handler for job kind {kind!r} is already registered")
+            self._batch_handlers[kind] = fn
+            self._batch_sizes[kind] = size
+            if concurrency is not None:
+                self._concurrency[kind] = concurrency
+            return fn
+
+        return register
+
+    def get(self, kind: str) -> Handler | BatchHandler | None:
+        return self._handlers.get(kind) or self._batch_handlers.get(kind)
+
+    def batch(self, kind: str) -> BatchHandler:
+        """The handler of ``kind`` as one taking a batch (a plain handler takes batches of one)."""
+        batch = self._batch_handlers.get(kind)
+        if batch is not None:
+            return batch
+        single = self._handlers[kind]
+
+        async def one(jobs: list[JobContext]) -> None:
+            [ctx] = jobs
+            await single(ctx)
+
+        return one
+
+    def batch_size(self, kind: str) -> int:
+        return self._batch_sizes.get(kind, 1)
 
     def concurrency(self, kind: str, config: Config) -> int | None:
         """The cap on jobs of ``kind`` running at once in one worker (None: no cap)."""
@@ -101,7 +159,7 @@ class Registry:
 
     @property
     def kinds(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted({*self._handlers, *self._batch_handlers})
 
 
 registry = Registry()

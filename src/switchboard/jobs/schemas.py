@@ -26,6 +26,10 @@ class JobOut(BaseModel):
     lease_until: datetime | None
     worker: str | None
     last_error: str | None
+    batch: int | None = Field(
+        description="The batch of its latest run (the id of the batch's first job); None when "
+        "it ran alone."
+    )
 
 
 class JobPage(BaseModel):

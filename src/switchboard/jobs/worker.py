@@ -12,16 +12,17 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from switchboard import metrics
 from switchboard.config import Config
-from switchboard.db import Database
+from switchboard.db import Database, utcnow
 from switchboard.errors import TerminalError, TransientError
 from switchboard.http import Outbound
 from switchboard.jobs import queue
@@ -57,8 +58,10 @@ class Worker:
         self.grace = s.shutdown_grace_seconds
         self.max_attempts = s.job_max_attempts
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # Job id -> the task running it (the jobs of a batch share one task).
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._running_per_kind: Counter[str] = Counter()
+        self._busy = 0  # slots taken: one per running handler call (a batch is one)
+        self._running_per_kind: Counter[str] = Counter()  # handler calls (batches) per kind
         # Per-kind caps (Registry.handler(concurrency=...)), fixed for the worker's life.
         self._caps = {
             kind: cap
@@ -138,7 +141,7 @@ class Worker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._until_half_room(full), timeout=self.poll_interval)
-            free = self.concurrency - len(self._running)
+            free = self.concurrency - self._busy
             if free > 0:
                 self._wake.clear()
                 try:
@@ -155,7 +158,7 @@ class Worker:
                     continue  # maybe more are due; the loop waits for room first
             if self._stopping:
                 break
-            if self.concurrency - len(self._running) <= 0:
+            if self.concurrency - self._busy <= 0:
                 # Every slot is busy: only a finishing job (which sets the event) can change
                 # that. Commits that enqueue also set it; without this the loop would spin.
                 self._wake.clear()
@@ -165,7 +168,7 @@ class Worker:
     def _half_room(self, kinds: set[str]) -> bool:
         """Whether one of ``kinds`` has room for at least half a batch: half the worker's slots,
         or half its own cap for a capped kind."""
-        free = self.concurrency - len(self._running)
+        free = self.concurrency - self._busy
         for kind in kinds:
             cap = self._caps.get(kind)
             if cap is None:
@@ -217,20 +220,26 @@ class Worker:
                 reaped = await queue.reap(session, default_max_attempts=self.max_attempts)
                 if reaped:
                     log.warning("jobs_reaped", count=reaped)
-            jobs = await queue.claim(
+            batches = await queue.claim_batches(
                 session,
                 worker=self.name,
                 kinds=list(rooms),
                 limit=free,
                 limits=rooms,
                 lease=self.lease,
+                sizes={kind: self.registry.batch_size(kind) for kind in rooms},
             )
-        self._idle = not jobs
-        claimed = Counter(job.kind for job in jobs)
-        for job in jobs:
-            self._running_per_kind[job.kind] += 1
-            self._running[job.id] = asyncio.create_task(self._execute(job))
-        return {kind for kind, n in claimed.items() if n >= rooms[kind] or len(jobs) == free}
+        self._idle = not batches
+        claimed: Counter[str] = Counter()
+        for jobs in batches:
+            kind = jobs[0].kind
+            claimed[kind] += 1
+            self._busy += 1
+            self._running_per_kind[kind] += 1
+            task = asyncio.create_task(self._execute(jobs))
+            for job in jobs:
+                self._running[job.id] = task
+        return {kind for kind, n in claimed.items() if n >= rooms[kind] or len(batches) == free}
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease.total_seconds() / 3
@@ -248,58 +257,128 @@ class Worker:
 
     # --- one job --------------------------------------------------------------------------
 
-    async def _execute(self, job: Job) -> None:
-        kind = job.kind
-        due = max(job.run_at, job.created_at)
-        if job.started_at is not None:
-            lag = (job.started_at - due).total_seconds()
-            metrics.JOB_START_LATENCY.labels(kind).observe(max(lag, 0.0))
-        handler = self.registry.get(kind)
-        assert handler is not None  # claim() only takes registered kinds
-        ctx = JobContext(
-            id=job.id,
-            kind=kind,
-            key=job.key,
-            payload=job.payload,
-            attempt=job.attempts,
-            db=self.db,
-            config=self.config,
-            outbound=self.outbound,
-        )
+    async def _execute(self, jobs: list[Job]) -> None:
+        """Run one handler call: a job, or a batch of jobs of one kind (each its own outcome)."""
+        kind = jobs[0].kind
+        size = self.registry.batch_size(kind)
+        if size > 1:
+            metrics.JOB_BATCH_FILL.labels(kind).observe(len(jobs) / size)
+        ctxs = []
+        for job in jobs:
+            due = max(job.run_at, job.created_at)
+            if job.started_at is not None:
+                lag = (job.started_at - due).total_seconds()
+                metrics.JOB_START_LATENCY.labels(kind).observe(max(lag, 0.0))
+            ctxs.append(
+                JobContext(
+                    id=job.id,
+                    kind=kind,
+                    key=job.key,
+                    payload=job.payload,
+                    attempt=job.attempts,
+                    db=self.db,
+                    config=self.config,
+                    outbound=self.outbound,
+                    batch=job.batch,
+                )
+            )
+        handler = self.registry.batch(kind)
         started = time.perf_counter()
-        outcome = "lost"
-        bound = log.bind(job_id=job.id, kind=kind, attempt=job.attempts)
+        outcomes = dict.fromkeys((ctx.id for ctx in ctxs), "lost")
+        bound = log.bind(job_id=jobs[0].id, kind=kind, attempt=jobs[0].attempts, batch=len(jobs))
         try:
             try:
-                await handler(ctx)
+                await handler(ctxs)
             except asyncio.CancelledError:
-                # Shutdown ran out of grace: give the job back for another worker to reclaim.
-                await self._release([job.id])
-                outcome = "released"
+                # Shutdown ran out of grace: give the jobs back for another worker to reclaim.
+                await self._release([ctx.id for ctx in ctxs])
+                outcomes = dict.fromkeys(outcomes, "released")
                 raise
-            except RetryLater as exc:
-                outcome = await self._record_failure(
-                    ctx, exc.reason, retry_in=exc.seconds, deferred=True
-                )
-            except TerminalError as exc:
-                outcome = await self._record_failure(ctx, _describe(exc), terminal=True)
-            except TransientError as exc:
-                outcome = await self._record_failure(ctx, _describe(exc), retry_in=exc.retry_after)
-            except Exception as exc:  # a handler bug is retried like any failure, then dead
-                bound.exception("job_error")
-                outcome = await self._record_failure(ctx, _describe(exc))
-            else:
-                outcome = await self._record_success(ctx)
+            except Exception as exc:
+                if not isinstance(exc, RetryLater | TerminalError | TransientError):
+                    bound.exception("job_error")  # a handler bug: retried like any failure
+                for ctx in ctxs:
+                    if ctx.error is None:
+                        ctx.error = exc
+            outcomes = await self._record(ctxs)
         finally:
-            metrics.JOB_DURATION.labels(kind, outcome).observe(time.perf_counter() - started)
-            self._running.pop(job.id, None)
+            elapsed = time.perf_counter() - started
+            for ctx in ctxs:
+                metrics.JOB_DURATION.labels(kind, outcomes[ctx.id]).observe(elapsed)
+                self._running.pop(ctx.id, None)
+            self._busy -= 1
             self._running_per_kind[kind] -= 1
             self._wake.set()
-        if outcome == "dead":
-            metrics.JOBS_DEAD.labels(kind).inc()
-            bound.warning("job_dead")
-        elif outcome == "retry":
-            metrics.JOB_RETRIES.labels(kind).inc()
+        for ctx in ctxs:
+            if outcomes[ctx.id] == "dead":
+                metrics.JOBS_DEAD.labels(kind).inc()
+                log.warning("job_dead", job_id=ctx.id, kind=kind, attempt=ctx.attempt)
+            elif outcomes[ctx.id] == "retry":
+                metrics.JOB_RETRIES.labels(kind).inc()
+
+    async def _record(self, ctxs: list[JobContext]) -> dict[int, str]:
+        """Record each job's outcome: successes through the success batcher, failures in one
+        transaction (a 429 on a batch request retries all of its jobs)."""
+        done = [ctx for ctx in ctxs if ctx.error is None]
+        failed = [ctx for ctx in ctxs if ctx.error is not None]
+        successes, failures = await asyncio.gather(
+            asyncio.gather(*(self._record_success(ctx) for ctx in done)),
+            self._record_failures(failed),
+        )
+        return dict(zip((ctx.id for ctx in done), successes, strict=True)) | failures
+
+    async def _record_failures(self, ctxs: list[JobContext]) -> dict[int, str]:
+        if not ctxs:
+            return {}
+        if len(ctxs) > 1:
+            try:
+                now = utcnow()
+                async with self.db.session() as session:
+                    states = [await self._fail(session, ctx, now) for ctx in ctxs]
+            except Exception as exc:  # one job's bad write must not lose the others' outcomes
+                log.warning("job_failures_batch_unrecorded", error=str(exc)[:300])
+            else:
+                return {ctx.id: _outcome(state) for ctx, state in zip(ctxs, states, strict=True)}
+        outcomes: dict[int, str] = {}
+        for ctx in ctxs:
+            try:
+                async with self.db.session() as session:
+                    outcomes[ctx.id] = _outcome(await self._fail(session, ctx))
+            except Exception as exc:
+                log.warning("job_failure_unrecorded", job_id=ctx.id, error=str(exc)[:300])
+                outcomes[ctx.id] = "lost"
+        return outcomes
+
+    async def _fail(
+        self, session: AsyncSession, ctx: JobContext, now: datetime | None = None
+    ) -> str | None:
+        exc = ctx.error
+        assert exc is not None
+        retry_in: float | None = None
+        terminal = deferred = False
+        error = _describe(exc)
+        if isinstance(exc, RetryLater):
+            retry_in, deferred, error = exc.seconds, True, exc.reason
+        elif isinstance(exc, TerminalError):
+            terminal = True
+        elif isinstance(exc, TransientError):
+            retry_in = exc.retry_after
+        state = await queue.fail(
+            session,
+            ctx.id,
+            worker=self.name,
+            attempt=ctx.attempt,
+            error=error,
+            terminal=terminal,
+            retry_in=retry_in,
+            deferred=deferred,
+            backoff=self.backoff,
+            default_max_attempts=self.max_attempts,
+            now=now,
+        )
+        for write in ctx.outcome_writes:
+            await write(session, state)
+        return state
 
     async def _record_success(self, ctx: JobContext) -> str:
         try:
@@ -311,38 +390,6 @@ class Worker:
             return "lost"
         return "succeeded" if owned else "lost"
 
-    async def _record_failure(
-        self,
-        ctx: JobContext,
-        error: str,
-        *,
-        terminal: bool = False,
-        retry_in: float | None = None,
-        deferred: bool = False,
-    ) -> str:
-        try:
-            async with self.db.session() as session:
-                state = await queue.fail(
-                    session,
-                    ctx.id,
-                    worker=self.name,
-                    attempt=ctx.attempt,
-                    error=error,
-                    terminal=terminal,
-                    retry_in=retry_in,
-                    deferred=deferred,
-                    backoff=self.backoff,
-                    default_max_attempts=self.max_attempts,
-                )
-                for write in ctx.outcome_writes:
-                    await write(session, state)
-        except Exception as exc:
-            log.warning("job_failure_unrecorded", job_id=ctx.id, error=str(exc)[:300])
-            return "lost"
-        if state is None:
-            return "lost"
-        return "dead" if state == "dead" else "retry"
-
     async def _release(self, job_ids: list[int]) -> None:
         try:
             async with self.db.session() as session:
@@ -350,6 +397,10 @@ class Worker:
         except (SQLAlchemyError, OSError) as exc:
             # The leases still lapse: the jobs are reaped then, only later.
             log.warning("job_release_failed", job_ids=job_ids, error=str(exc)[:300])
+
+
+def _outcome(state: str | None) -> str:
+    return "lost" if state is None else "dead" if state == "dead" else "retry"
 
 
 class _SuccessBatcher:

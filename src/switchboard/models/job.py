@@ -43,6 +43,8 @@ class Job(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    """The batch of its latest run (the id of the batch's first job); NULL when it ran alone."""
 
     __table_args__ = (
         Index("ix_jobs_state_run_at", "state", "run_at", "id"),

@@ -36,4 +36,7 @@ class User(Base):
     crm_connection: Mapped[str | None] = mapped_column(String(100))
     crm_contact_id: Mapped[str | None] = mapped_column(String(200))
 
-    __table_args__ = (Index("ix_users_sync_state", "sync_state", "id"),)
+    __table_args__ = (
+        Index("ix_users_sync_state", "sync_state", "id"),
+        Index("ix_users_crm_contact", "crm_connection", "crm_contact_id"),
+    )

@@ -113,7 +113,9 @@ OPERATORS = {
     "NOT_CONTAINS_TOKEN",
 }
 SEARCH_MAX_RESULTS = 10_000
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# HubSpot refuses an address whose top-level domain is not a real one; a TLD is letters (or an
+# IDN's punycode), never digits: ``bad@example.c0m`` passes a syntax check and fails here.
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.(?:[^\W\d_]{2,63}|xn--[a-z0-9-]+)$")
 
 
 def now_ms() -> int:
@@ -984,13 +986,32 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _inputs(body: dict[str, Any]) -> list[Any]:
+def _inputs(body: dict[str, Any], request: Request) -> list[Any]:
     inputs = body.get("inputs")
     if not isinstance(inputs, list):
         raise validation_error("Invalid input JSON: inputs must be a list.")
-    if len(inputs) > 100:
-        raise validation_error(f"Batch of {len(inputs)} inputs exceeds the limit of 100.")
+    if len(inputs) > BATCH_LIMIT:
+        raise validation_error(
+            f"The maximum number of inputs supported in a batch request is {BATCH_LIMIT}. "
+            "Please reduce the number of items and try again",
+            context={"inputs": [str(len(inputs))]},
+        )
+    # The request log shows how full each batch request was.
+    request.scope.get(LOG_ENTRY, {})["inputs"] = len(inputs)
     return inputs
+
+
+def _input_error(exc: HubSpotError, key: str) -> dict[str, Any]:
+    """One input's error in a 207 answer: the other inputs of the batch went through."""
+    return {
+        "status": "error",
+        "category": exc.category,
+        "message": exc.message,
+        "context": {"ids": [key]},
+    }
+
+
+BATCH_LIMIT = 100
 
 
 def _batch(results: list[dict[str, Any]], errors: list[dict[str, Any]], started: str) -> Response:
@@ -1230,7 +1251,7 @@ class HubSpotSimulator:
         archived = bool(body.get("archived", False))
         names = body.get("properties") or None
         results, missing = [], []
-        for item in _inputs(body):
+        for item in _inputs(body, request):
             key = str(item.get("id", "")) if isinstance(item, dict) else ""
             contact = self.store.find(key, id_property, archived=archived)
             if contact is None:
@@ -1259,7 +1280,7 @@ class HubSpotSimulator:
                 partial=False,
                 rejected_domains=self.rejected_email_domains,
             )
-            for item in _inputs(body)
+            for item in _inputs(body, request)
         ]
         # All or nothing, like HubSpot: a duplicate email (existing or inside the batch) fails
         # the whole batch before anything is created.
@@ -1286,24 +1307,30 @@ class HubSpotSimulator:
         )
 
     async def batch_update(self, request: Request) -> Response:
+        """Each input on its own: an unknown id, a bad value or a taken email fails that input
+        (207 with ``errors[]``), the others are updated."""
         started = iso(now_ms())
         body = _object(await _json_body(request))
-        work: list[tuple[Contact, dict[str, str]]] = []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         missing: list[str] = []
-        for item in _inputs(body):
+        for item in _inputs(body, request):
             if not isinstance(item, dict):
                 raise validation_error("Invalid input JSON: inputs must be objects.")
-            props = clean_properties(
-                item.get("properties"), partial=True, rejected_domains=self.rejected_email_domains
-            )
             key = str(item.get("id", ""))
-            contact = self.store.find(key, item.get("idProperty"))
-            if contact is None:
-                missing.append(key)
-            else:
-                work.append((contact, props))
-        results = [self.store.update(c, p).render(p) for c, p in work]
-        errors = []
+            try:
+                props = clean_properties(
+                    item.get("properties"),
+                    partial=True,
+                    rejected_domains=self.rejected_email_domains,
+                )
+                contact = self.store.find(key, item.get("idProperty"))
+                if contact is None:
+                    missing.append(key)
+                    continue
+                results.append(self.store.update(contact, props).render(props))
+            except HubSpotError as exc:
+                errors.append(_input_error(exc, key))
         if missing:
             errors.append(
                 {
@@ -1316,33 +1343,46 @@ class HubSpotSimulator:
         return _batch(results, errors, started)
 
     async def batch_upsert(self, request: Request) -> Response:
+        """Creates the contacts whose email is unknown, updates the others (``new`` says
+        which); a bad input fails alone (207)."""
         started = iso(now_ms())
         body = _object(await _json_body(request))
-        results = []
-        for item in _inputs(body):
+        inputs = _inputs(body, request)
+        keys = [
+            str(item.get("id", "")).strip().lower() if isinstance(item, dict) else ""
+            for item in inputs
+        ]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise validation_error(f"Duplicate IDs found in batch input: {duplicates}.")
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for item, key in zip(inputs, keys, strict=True):
             if not isinstance(item, dict):
                 raise validation_error("Invalid input JSON: inputs must be objects.")
-            id_property = item.get("idProperty")
-            if id_property != "email":
+            if item.get("idProperty") != "email":
                 raise validation_error('Upsert needs idProperty "email" (a unique property).')
-            props = clean_properties(
-                item.get("properties") or {},
-                partial=False,
-                rejected_domains=self.rejected_email_domains,
-            )
-            key = str(item.get("id", "")).strip().lower()
-            with self.store.lock:
-                contact = self.store.find(key, "email")
-                if contact is None:
-                    contact, new = self.store.create({"email": key, **props}), True
-                else:
-                    contact, new = self.store.update(contact, props), False
+            try:
+                props = clean_properties(
+                    {**(item.get("properties") or {}), "email": key},
+                    partial=False,
+                    rejected_domains=self.rejected_email_domains,
+                )
+                with self.store.lock:
+                    contact = self.store.find(key, "email")
+                    if contact is None:
+                        contact, new = self.store.create(props), True
+                    else:
+                        contact, new = self.store.update(contact, props), False
+            except HubSpotError as exc:
+                errors.append(_input_error(exc, key))
+                continue
             results.append({**contact.render(props), "new": new})
-        return _batch(results, [], started)
+        return _batch(results, errors, started)
 
     async def batch_archive(self, request: Request) -> Response:
         body = _object(await _json_body(request))
-        for item in _inputs(body):
+        for item in _inputs(body, request):
             key = str(item.get("id", "")) if isinstance(item, dict) else ""
             contact = self.store.find(key, None)
             if contact is not None:

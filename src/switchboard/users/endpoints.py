@@ -3,15 +3,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.batching import BatchWriter
 from switchboard.deps import Authenticated, DbSession, get_db
-from switchboard.errors import NotFound
+from switchboard.errors import NotFound, Unprocessable
 from switchboard.models import User
 from switchboard.openapi import ERRORS
 from switchboard.users import service
-from switchboard.users.schemas import SyncState, UserOut, UserPage, UserPatch
+from switchboard.users.schemas import (
+    ItemError,
+    SyncState,
+    UserBatch,
+    UserBatchOut,
+    UserItem,
+    UserOut,
+    UserPage,
+    UserPatch,
+)
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=Authenticated)
 UserId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -46,6 +56,50 @@ async def patch_user(user_id: UserId, body: UserPatch, request: Request) -> User
     values = body.model_dump(include={"email"} | body.model_fields_set)
     user = await _writer(request).submit(service.Change(user_id, values))
     return service.to_out(user)
+
+
+@router.post("/batch", response_model=UserBatchOut, responses=ERRORS(401, 422))
+async def patch_users(
+    body: UserBatch,
+    session: DbSession,
+    request: Request,
+    atomic: Annotated[
+        bool, Query(description="Refuse the whole batch (422, nothing saved) if any item is bad.")
+    ] = False,
+) -> UserBatchOut:
+    """Save up to 1,000 users in one transaction (each as `PATCH /users/{id}` would, its CRM
+    contact following in the background). Each item is validated on its own: the bad ones are
+    listed in `errors` with their index and the others are saved, unless `atomic=true`."""
+    changes: list[service.Change] = []
+    errors: list[ItemError] = []
+    for index, raw in enumerate(body.items):
+        try:
+            item = UserItem.model_validate(raw)
+        except ValidationError as exc:
+            user_id = raw.get("id") if isinstance(raw, dict) else None
+            errors.append(
+                ItemError(
+                    index=index,
+                    id=user_id if isinstance(user_id, str) else None,
+                    detail=[
+                        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                        for e in exc.errors()
+                    ],
+                )
+            )
+            continue
+        values = item.model_dump(include={"email"} | (item.model_fields_set - {"id"}))
+        changes.append(service.Change(item.id, values))
+    if errors and atomic:
+        raise Unprocessable(
+            f"{len(errors)} of {len(body.items)} items are invalid; nothing was saved",
+            extra={"errors": [e.model_dump() for e in errors]},
+        )
+    users = request.app.state.config.hub.users
+    saved = await service.apply_changes(
+        session, changes, crm_connection=users.crm_connection, retry_for=users.retry_for
+    )
+    return UserBatchOut(items=[service.to_out(u) for u in saved], errors=errors)
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=ERRORS(401, 404))

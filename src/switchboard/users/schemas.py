@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -39,3 +39,30 @@ class UserOut(BaseModel):
 class UserPage(BaseModel):
     items: list[UserOut]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class UserItem(UserPatch):
+    """One user of ``POST /users/batch``."""
+
+    id: str = Field(min_length=1, max_length=200)
+
+
+class UserBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Any] = Field(
+        max_length=1000,
+        description="Up to 1,000 `{id, email, firstName?, lastName?}`; each is validated on "
+        "its own.",
+    )
+
+
+class ItemError(BaseModel):
+    index: int = Field(description="Position of the item in `items`.")
+    id: str | None
+    detail: list[dict[str, Any]] = Field(description="What is wrong, as in a 422 answer.")
+
+
+class UserBatchOut(BaseModel):
+    items: list[UserOut] = Field(description="The users saved, in the order sent.")
+    errors: list[ItemError] = Field(description="The items refused (none saved for them).")

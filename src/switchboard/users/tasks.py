@@ -1,98 +1,171 @@
-"""``users.propagate``: bring the user's CRM contact up to the user's latest state.
+"""``users.propagate``: bring users' CRM contacts up to the users' latest state, in batches.
 
-Runs at least once per change (coalesced per user). It resolves the contact by email once and
-remembers its id (so a later email change updates the same contact), sends only the fields that
-differ from what the CRM was last given (a field it was given and the user has cleared since is
-sent cleared), and makes no call at all when nothing changed.
-Retries (429, 5xx, network; the outbound layer honours Retry-After) last until the job's
-deadline; a CRM refusal (400/403, or 404 with ``create_missing`` off) fails at once.
+Runs at least once per change (coalesced per user), up to :data:`BATCH` users per run: the
+worker hands over the due jobs together and the CRM connector writes them in as few requests as
+it can (HubSpot: one ``batch/update`` or ``batch/upsert`` per 100 users; a CRM without batch
+endpoints: one call per user, a few at once). A contact is resolved by email once and its id
+remembered (a later email change updates the same contact); only the fields that differ from
+what the CRM was last given are sent, a cleared field as cleared; nothing changed, no call.
+Each user has its own outcome: a CRM refusal of one input (400, 404 with ``create_missing``
+off) fails that user alone, with the CRM's message; a failure of a whole request (429, 5xx,
+network; Retry-After honoured) retries every user of it until the job's deadline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, update
+import structlog
+from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.connectors.crm import ContactNotFound, CrmContacts, DuplicateContact, crm_client
+from switchboard import metrics
+from switchboard.connectors.crm import ContactWrite, CrmContact, crm_client
+from switchboard.contacts import service as contacts
 from switchboard.db import utcnow
 from switchboard.errors import TerminalError
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext, batch_handler
 from switchboard.jobs.registry import OutcomeWrite
-from switchboard.models import User
+from switchboard.models import Contact, User
 from switchboard.users.service import JOB_KIND, crm_fields
 
+log = structlog.get_logger("switchboard.users")
 
-@handler(JOB_KIND, concurrency=lambda config: config.hub.users.concurrency)
-async def propagate(ctx: JobContext) -> None:
-    user_id = str(ctx.payload["user"])
-    async with ctx.db.read_session() as session:
-        user = await session.get(User, user_id)
-    if user is None or user.synced_version >= user.version:
-        return  # nothing newer than what the CRM already has
-    version = user.version
-    name = user.crm_connection or ctx.config.hub.users.crm_connection
-    if name is None or ctx.config.connection(name) is None or ctx.outbound is None:
+BATCH = 100
+"""Users per run: HubSpot's batch endpoints take 100 inputs per request."""
+
+
+@batch_handler(JOB_KIND, size=BATCH, concurrency=lambda config: config.hub.users.concurrency)
+async def propagate(jobs: list[JobContext]) -> None:
+    ctx0 = jobs[0]
+    ids = [str(ctx.payload["user"]) for ctx in jobs]
+    async with ctx0.db.read_session() as session:
+        users = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(ids))))}
+    by_connection: dict[str | None, list[tuple[JobContext, User]]] = {}
+    for ctx, user_id in zip(jobs, ids, strict=True):
+        user = users.get(user_id)
+        if user is None or user.synced_version >= user.version:
+            continue  # nothing newer than what the CRM already has
+        name = user.crm_connection or ctx.config.hub.users.crm_connection
+        by_connection.setdefault(name, []).append((ctx, user))
+    for name, group in by_connection.items():
+        await _propagate(name, group)
+
+
+async def _propagate(name: str | None, group: list[tuple[JobContext, User]]) -> None:
+    ctx0 = group[0][0]
+    if name is None or ctx0.config.connection(name) is None or ctx0.outbound is None:
         error = f"no CRM connection {name!r} is configured"
-        ctx.on_outcome(_recorder(user_id, version, lambda _: "failed", error=error))
+        for ctx, user in group:
+            ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=error))
         return
-    desired = crm_fields(user)
-    crm = crm_client(ctx.outbound, ctx.config, name, mode="job")
+    crm = crm_client(ctx0.outbound, ctx0.config, name, mode="job")
+    writes = [_write(user) for _, user in group]
     try:
-        contact_id = await _push(crm, user, desired, ctx.config.hub.users.create_missing)
-    except TerminalError as exc:
-        ctx.on_outcome(_recorder(user_id, version, lambda _: "failed", error=_describe(exc)))
-        raise
-    except Exception as exc:  # transient (or a bug): retried until the job's deadline
+        results = await crm.write_many(writes, create_missing=ctx0.config.hub.users.create_missing)
+    except Exception as exc:  # the whole request failed: every user of it is retried
+        for ctx, user in group:
+            _failed(ctx, user, exc)
+        return
+    finally:
+        metrics.USERS_CRM_CALLS.labels(name).inc(crm.calls)
+    synced: list[dict[str, Any]] = []
+    written: list[CrmContact] = []
+    for (ctx, user), write, result in zip(group, writes, results, strict=True):
+        if isinstance(result, Exception):
+            _failed(ctx, user, result)
+            continue
+        synced.append(
+            {
+                "b_id": user.id,
+                "b_version": user.version,
+                "synced_fields": {k: v for k, v in write.fields.items() if v is not None},
+                "crm_contact_id": result.external_id,
+            }
+        )
+        if result.raw:
+            written.append(result)
+    if synced:
+        await _record_synced(ctx0, name, synced, written)
+        metrics.USERS_PROPAGATED.labels(name).inc(len(synced))
+
+
+_SYNCED = (
+    update(cast(Table, User.__table__))
+    .where(User.__table__.c.id == bindparam("b_id"))
+    .values(
+        sync_state=case(
+            (User.__table__.c.version == bindparam("b_version"), "synced"), else_="pending"
+        ),
+        sync_attempts=User.__table__.c.sync_attempts + 1,
+        last_error=None,
+        synced_version=bindparam("b_version"),
+        synced_fields=bindparam("synced_fields"),
+        crm_contact_id=bindparam("crm_contact_id"),
+        synced_at=bindparam("synced_at"),
+    )
+)
+"""The users a batch synced, in one ``executemany``. If a user changed meanwhile its state
+stays ``pending``: the newer change has its own job queued."""
+
+
+async def _record_synced(
+    ctx: JobContext, name: str, synced: list[dict[str, Any]], written: list[CrmContact]
+) -> None:
+    """Record the synced users, and the written contacts in the contacts store, in one
+    transaction right after the CRM answered: before the CRM's webhooks about these writes
+    arrive, so that they are recognised as echoes (``contacts.tasks.own_writes``). It commits
+    before the jobs' success: a worker dying in between leaves jobs that find nothing newer to
+    send and succeed without a call."""
+    now = utcnow()
+    ids = [contacts.contact_id(name, c.external_id) for c in written]
+    async with ctx.db.session() as session:
+        await session.execute(_SYNCED, [row | {"synced_at": now} for row in synced])
+        stored = {
+            row.external_id: row
+            for row in await session.scalars(select(Contact).where(Contact.id.in_(ids)))
+        }
+        merged = [
+            contacts.merge(contacts.as_crm(stored[c.external_id]), c)
+            if c.external_id in stored
+            else c
+            for c in written
+            # An update's answer holds the written fields only: not a whole new row.
+            if c.external_id in stored or c.fields.get("email")
+        ]
+        await contacts.store_many(session, name, merged)
+
+
+def _write(user: User) -> ContactWrite:
+    """What the user's contact should hold. A field the CRM was given before and the user no
+    longer has is sent as cleared."""
+    fields: dict[str, str | None] = dict(crm_fields(user))
+    known: dict[str, Any] | None = None
+    if user.crm_contact_id is not None:
+        known = dict(user.synced_fields or {})
+        for name in known:
+            fields.setdefault(name, None)
+    return ContactWrite(
+        email=user.email, fields=fields, contact_id=user.crm_contact_id, known=known
+    )
+
+
+def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
+    ctx.fail(exc)
+    if isinstance(exc, TerminalError):
+        ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=_describe(exc)))
+    else:
         # The job's new state says whether it will be retried ("pending") or has run out of
         # time ("dead"); the user's sync state follows it.
         ctx.on_outcome(
             _recorder(
-                user_id, version, lambda job: "dead" if job == "dead" else "pending", _describe(exc)
+                user.id,
+                user.version,
+                lambda job: "dead" if job == "dead" else "pending",
+                _describe(exc),
             )
         )
-        raise
-    ctx.on_outcome(
-        _recorder(user_id, version, lambda _: "synced", fields=desired, contact_id=contact_id)
-    )
-
-
-async def _push(crm: CrmContacts, user: User, desired: dict[str, str], create_missing: bool) -> str:
-    """Make the CRM contact hold ``desired``; returns its id."""
-    known: dict[str, Any] = dict(user.synced_fields or {})
-    # A field the CRM was given and the user has cleared since is cleared there too (``None``:
-    # each connector sends its CRM's "empty"). Fields the hub never sent are left alone.
-    cleared = {k: None for k, v in known.items() if v is not None and k not in desired}
-    contact_id = user.crm_contact_id
-    if contact_id is None:
-        found = await crm.find_by_email(user.email)
-        if found is not None:
-            contact_id, known = found.external_id, found.fields
-        elif create_missing:
-            try:
-                return (await crm.create(dict(desired))).external_id
-            except DuplicateContact as exc:  # created by someone else since the lookup
-                if exc.existing_id is None:
-                    raise
-                contact_id, known = exc.existing_id, {}
-        else:
-            raise ContactNotFound(
-                f"no CRM contact has the email {user.email} and create_missing is off"
-            )
-    changes: dict[str, str | None] = {k: v for k, v in desired.items() if known.get(k) != v}
-    changes |= cleared
-    if not changes:
-        return contact_id
-    try:
-        await crm.update(contact_id, changes)
-    except ContactNotFound:
-        if not create_missing:
-            raise
-        # The remembered contact was deleted in the CRM: create it again.
-        return (await crm.create(dict(desired))).external_id
-    return contact_id
 
 
 def _recorder(

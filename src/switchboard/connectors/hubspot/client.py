@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from switchboard.connectors.crm import (
     crm_errors,
     json_body,
@@ -28,6 +30,8 @@ CONTACTS = "/crm/v3/objects/contacts"
 SEARCH_BUCKET = Bucket("search", "5/1s")
 LIST_LIMIT = 100
 SEARCH_LIMIT = 200
+BATCH_LIMIT = 100
+"""Inputs per batch request (more → 400 ``VALIDATION_ERROR``)."""
 SEARCH_MAX_RESULTS = 10_000
 """HubSpot answers 400 to a search whose ``after + limit`` passes this."""
 
@@ -37,6 +41,11 @@ class HubSpotClient:
         self.http = http
         self.mode = mode
         self.connection = http.name
+        self.calls = 0
+
+    async def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        self.calls += 1
+        return await self.http.request(method, url, **kw)
 
     async def list_page(
         self,
@@ -56,7 +65,7 @@ class HubSpotClient:
         if after:
             params["after"] = after
         with self._errors():
-            response = await self.http.request("GET", CONTACTS, params=params, mode=self.mode)
+            response = await self._request("GET", CONTACTS, params=params, mode=self.mode)
         return self._page(json_body(response, self.connection))
 
     async def get(
@@ -76,7 +85,7 @@ class HubSpotClient:
     async def create(self, *, properties: dict[str, str]) -> dict[str, Any]:
         """``POST /crm/v3/objects/contacts`` → 201 the contact (409 → ``DuplicateContact``)."""
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "POST",
                 CONTACTS,
                 json={"properties": properties, "associations": []},
@@ -88,7 +97,7 @@ class HubSpotClient:
         """``PATCH /crm/v3/objects/contacts/{id}`` → the written properties (404 →
         ``ContactNotFound``)."""
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "PATCH",
                 f"{CONTACTS}/{quote(contact_id, safe='')}",
                 json={"properties": properties},
@@ -102,29 +111,59 @@ class HubSpotClient:
         """``DELETE /crm/v3/objects/contacts/{id}`` → 204 (HubSpot answers 204 for unknown ids
         too)."""
         with self._errors():
-            await self.http.request(
+            await self._request(
                 "DELETE", f"{CONTACTS}/{quote(contact_id, safe='')}", accept={404}, mode=self.mode
             )
 
     async def batch_read(
-        self, *, ids: Sequence[str], properties: Sequence[str], archived: bool = False
+        self,
+        *,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        archived: bool = False,
+        id_property: str | None = None,
     ) -> list[dict[str, Any]]:
-        """``POST .../batch/read`` (≤100 ids): the contacts found (missing ids are skipped)."""
-        if len(ids) > 100:
-            raise ValueError("HubSpot reads at most 100 contacts per batch")
+        """``POST .../batch/read`` (≤100 ids, or emails with ``id_property="email"``): the
+        contacts found (missing ones are skipped: HubSpot lists them in a 207's ``errors``)."""
+        body: dict[str, Any] = {
+            "inputs": [{"id": i} for i in _at_most_100(ids)],
+            "properties": list(properties),
+            "archived": archived,
+        }
+        if id_property is not None:
+            body["idProperty"] = id_property
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "POST",
                 f"{CONTACTS}/batch/read",
-                json={
-                    "inputs": [{"id": i} for i in ids],
-                    "properties": list(properties),
-                    "archived": archived,
-                },
+                json=body,
                 idempotent=True,  # a read
                 mode=self.mode,
             )
         return self._page(json_body(response, self.connection))["results"]  # type: ignore[no-any-return]
+
+    async def batch_update(self, *, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``POST .../batch/update`` with ``[{"id", "properties"}]`` (≤100): ``{"results",
+        "errors"?}``; a 207 lists each failed input in ``errors`` (``context.ids``)."""
+        return await self._batch_write("update", inputs)
+
+    async def batch_upsert(self, *, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``POST .../batch/upsert`` with ``[{"id": email, "idProperty": "email",
+        "properties"}]`` (≤100): creates the missing contacts, updates the others; results
+        carry ``new``."""
+        return await self._batch_write("upsert", inputs)
+
+    async def _batch_write(self, verb: str, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        with self._errors():
+            response = await self._request(
+                "POST",
+                f"{CONTACTS}/batch/{verb}",
+                json={"inputs": _at_most_100(inputs)},
+                # Setting the same values again has no further effect: safe to repeat.
+                idempotent=True,
+                mode=self.mode,
+            )
+        return self._page(json_body(response, self.connection))
 
     async def search_page(
         self,
@@ -147,7 +186,7 @@ class HubSpotClient:
             "after": str(after),
         }
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "POST",
                 f"{CONTACTS}/search",
                 json=body,
@@ -161,9 +200,7 @@ class HubSpotClient:
 
     async def _get_one(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
         with self._errors():
-            response = await self.http.request(
-                "GET", path, params=params, accept={404}, mode=self.mode
-            )
+            response = await self._request("GET", path, params=params, accept={404}, mode=self.mode)
         if response.status_code == 404:
             return None
         return self._object(json_body(response, self.connection))
@@ -181,3 +218,9 @@ class HubSpotClient:
     def _errors(self) -> AbstractContextManager[None]:
         """HubSpot's refusals as the CRM errors callers act on."""
         return crm_errors(self.connection, existing_id=existing_id)
+
+
+def _at_most_100(items: Sequence[Any]) -> list[Any]:
+    if len(items) > BATCH_LIMIT:
+        raise ValueError(f"HubSpot takes at most {BATCH_LIMIT} inputs per batch request")
+    return list(items)

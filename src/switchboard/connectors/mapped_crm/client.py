@@ -21,23 +21,32 @@ other can still both succeed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from switchboard.config import MappedCrmConnection
 from switchboard.connectors.crm import (
+    ContactWrite,
     CrmContact,
     DuplicateContact,
     Fields,
+    WriteResult,
     crm_errors,
     json_body,
     malformed,
+    read_each,
+    write_each,
 )
 from switchboard.connectors.mapped_crm.mapping import FieldMap
 from switchboard.http import Bucket, ConnectionClient, Mode
 
 PER_PAGE = 100
+CONCURRENCY = 4
+"""Calls at once of one batch (this REST shape has no batch endpoint: one call per contact)."""
 
 _LIST, _GET, _CREATE, _UPDATE, _DELETE = (
     Bucket("list"),
@@ -56,13 +65,18 @@ class MappedCrmClient:
         self.paths = conn.paths
         self.mode = mode
         self.connection = http.name
+        self.calls = 0
+
+    async def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        self.calls += 1
+        return await self.http.request(method, url, **kw)
 
     async def list_page(
         self, *, page: int, per_page: int = PER_PAGE
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of records and the next page number (``None`` after the last)."""
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "GET",
                 self.paths.list,
                 params={"page": page, "per_page": per_page},
@@ -81,7 +95,7 @@ class MappedCrmClient:
 
     async def get(self, *, record_id: str) -> dict[str, Any] | None:
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "GET", self._item(record_id), accept={404}, bucket=_GET, mode=self.mode
             )
         if response.status_code == 404:
@@ -90,7 +104,7 @@ class MappedCrmClient:
 
     async def create(self, *, record: dict[str, Any]) -> dict[str, Any]:
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "POST", self.paths.create, json=record, bucket=_CREATE, mode=self.mode
             )
         return self._record(json_body(response, self.connection))
@@ -98,7 +112,7 @@ class MappedCrmClient:
     async def update(self, *, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
         """``PUT`` (merge) the given fields; 404 → ``ContactNotFound``."""
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "PUT", self._item(record_id), json=record, bucket=_UPDATE, mode=self.mode
             )
         return self._record(json_body(response, self.connection))
@@ -106,7 +120,7 @@ class MappedCrmClient:
     async def delete(self, *, record_id: str) -> bool:
         """``DELETE``; ``False`` when the CRM did not know the record."""
         with self._errors():
-            response = await self.http.request(
+            response = await self._request(
                 "DELETE", self._item(record_id), accept={404}, bucket=_DELETE, mode=self.mode
             )
         return response.status_code != 404
@@ -172,3 +186,17 @@ class MappedCrmContacts:
 
     async def archive(self, external_id: str) -> None:
         await self.client.delete(record_id=external_id)
+
+    async def read_many(self, external_ids: Sequence[str]) -> dict[str, CrmContact]:
+        return await read_each(self, external_ids, concurrency=CONCURRENCY)
+
+    async def write_many(
+        self, writes: Sequence[ContactWrite], *, create_missing: bool
+    ) -> list[WriteResult]:
+        return await write_each(
+            self, writes, create_missing=create_missing, concurrency=CONCURRENCY
+        )
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls

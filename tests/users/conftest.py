@@ -1,0 +1,66 @@
+"""Fixtures for users → CRM: the HubSpot simulator on a real port (fresh per test) and a hub
+wired to it with its embedded runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchboard.config import HubConfig, Settings
+from switchboard.sandbox import Sandbox, zero_config
+from tests.contacts.conftest import hub_url  # noqa: F401 - the hub on a real port (webhooks)
+from tests.support import API_KEY, Backend, make_settings
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(only=["hubspot"])
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def create_missing() -> bool:
+    return True
+
+
+@pytest.fixture
+def users_concurrency() -> int:
+    return 4
+
+
+@pytest.fixture
+def hub_config(sandbox: Sandbox, create_missing: bool, users_concurrency: int) -> HubConfig:
+    data = zero_config(sandbox.urls)
+    data["users"]["create_missing"] = create_missing
+    data["users"]["concurrency"] = users_concurrency
+    return HubConfig.model_validate(data)
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    # One outbound try per job run (the job retries), any provider wait becomes RetryLater,
+    # and a short breaker cool-down: the tests watch job-level behaviour, quickly.
+    return make_settings(
+        backend,
+        tmp_path,
+        api_keys=[API_KEY],
+        http_max_attempts=1,
+        http_job_max_wait=0,
+        http_breaker_cooldown=0.2,
+    )
+
+
+@pytest.fixture
+def runtime_enabled() -> bool:
+    return True
+
+
+@pytest.fixture
+def hubspot(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox.urls["hubspot"], timeout=10) as c:
+        yield c
