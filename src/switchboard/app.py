@@ -21,6 +21,7 @@ from switchboard import __version__, docs, features, openapi
 from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
 from switchboard.db import Database
 from switchboard.errors import AppError
+from switchboard.events.fastpath import SearchFastPath
 from switchboard.health import router as health_router
 from switchboard.http import Outbound
 from switchboard.logs import configure_logging
@@ -29,9 +30,12 @@ from switchboard.middleware import RequestContextMiddleware
 log = structlog.get_logger("switchboard.app")
 
 
-def create_app(config: Config | None = None, *, runtime: bool | None = None) -> FastAPI:
+def create_app(
+    config: Config | None = None, *, runtime: bool | None = None, fast_search: bool = True
+) -> FastAPI:
     """Build the ASGI app. ``runtime`` (default: the ``embedded_runtime`` setting) decides whether
-    this process also runs the background jobs and schedules."""
+    this process also runs the background jobs and schedules. ``fast_search=False`` leaves
+    ``GET /search`` to its FastAPI route (the reference the fast path is tested against)."""
     if config is None:  # uvicorn worker processes build their own, from the same environment
         config = load_config()
         configure_logging(config.settings)
@@ -81,6 +85,9 @@ def create_app(config: Config | None = None, *, runtime: bool | None = None) -> 
         access_log=settings.access_log,
         allowed_hosts=config.allowed_hosts,
     )
+    if fast_search:
+        # Added last, so outermost: GET /search never reaches the middleware or the router.
+        app.add_middleware(SearchFastPath, config=config, access_log=settings.access_log)
     _install_error_handlers(app)
     for router in features.routers():
         app.include_router(router)
