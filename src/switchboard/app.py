@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from switchboard import __version__, docs, features, openapi
 from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
@@ -70,7 +71,7 @@ def create_app(
             await outbound.aclose()
             await db.dispose()
 
-    app = FastAPI(
+    app = Hub(
         title="Switchboard",
         version=__version__,
         description="One clean, fast, reliable internal API over CRMs, feeds and webhook sources.",
@@ -86,8 +87,12 @@ def create_app(
         allowed_hosts=config.allowed_hosts,
     )
     if fast_search:
-        # Added last, so outermost: GET /search never reaches the middleware or the router.
-        app.add_middleware(SearchFastPath, config=config, access_log=settings.access_log)
+        app.search_fast_path = SearchFastPath(
+            app.call_stack,
+            state=app.state,
+            config=config,
+            access_log=settings.access_log,
+        )
     _install_error_handlers(app)
     for router in features.routers():
         app.include_router(router)
@@ -95,6 +100,24 @@ def create_app(
     openapi.install(app)
     docs.install(app)
     return app
+
+
+class Hub(FastAPI):
+    """The hub's application: FastAPI, with ``GET /search`` answered before any of it runs
+    (``events.fastpath``)."""
+
+    search_fast_path: SearchFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.search_fast_path
+        if fast is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await fast(scope, receive, send)
+
+    async def call_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Everything the fast path does not answer: FastAPI as usual."""
+        await super().__call__(scope, receive, send)
 
 
 def _tune_gc() -> None:

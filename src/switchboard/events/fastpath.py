@@ -1,4 +1,4 @@
-"""``GET /search`` as raw ASGI, ahead of the router and the hub's middleware.
+"""``GET /search`` as raw ASGI, ahead of FastAPI itself, its middleware and the router.
 
 The answer depends only on the window and the index version, so the work per request is
 reading a few headers, parsing two times and a dictionary lookup in the current snapshot's answer
@@ -8,7 +8,9 @@ route, with the same helpers (API keys as ``deps.require_api_key``, validation a
 from ``endpoints``, request id, Host check, metrics and access log from ``middleware``), and
 adds what the hot path needs: ETag / ``If-None-Match`` (304) and gzip for large answers.
 
-Whatever it does not handle goes down the stack unchanged: other paths and methods, a request
+``create_app`` puts it in front of the whole FastAPI application (FastAPI's own ``__call__``
+checks its telemetry configuration on every request). Whatever it does not handle goes down the
+stack unchanged: other paths and methods, a request
 with a body (the body limit's 413), a Host the check refuses (its 400). The FastAPI route in
 ``endpoints`` stays: it documents ``/search`` in ``/openapi.json`` and is the reference the
 parity tests compare this path with.
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 import structlog
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from switchboard.config import Config
@@ -53,10 +56,12 @@ _FAILED = envelope_body(*SEARCH_FAILED)
 
 
 class SearchFastPath:
-    """ASGI middleware answering ``GET /search``; everything else goes to ``app``."""
+    """ASGI middleware answering ``GET /search``; everything else goes to ``app``. ``state`` is
+    the application's (its lifespan puts the database there)."""
 
-    def __init__(self, app: ASGIApp, *, config: Config, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, *, state: State, config: Config, access_log: bool) -> None:
         self.app = app
+        self.state = state
         self.keys = [key.encode() for key in config.api_keys]
         hosts: Iterable[str] | None = config.allowed_hosts
         self.hosts = None if hosts is None else _HostCheck(hosts)
@@ -101,9 +106,7 @@ class SearchFastPath:
             status, body = 401, _UNAUTHORIZED
             headers = [*_CHALLENGE, _JSON]
         else:
-            params = dict(
-                parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            )
+            params = query_params(scope["query_string"])
             try:
                 starts_at, ends_at = parse_window(params.get("starts_at"), params.get("ends_at"))
             except BadQuery as exc:
@@ -151,7 +154,7 @@ class SearchFastPath:
         request_id: str,
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
-            index = self._index_of(scope)
+            index = self._index_of()
             await index.ensure_fresh()
             snapshot = index.snapshot  # one read: the answer and its cache are one version's
             answer = snapshot.answer(starts_at, ends_at)
@@ -176,11 +179,25 @@ class SearchFastPath:
             log.exception("search_failed", request_id=request_id)
             return 500, _FAILED, [_JSON]
 
-    def _index_of(self, scope: Scope) -> SearchIndex:
-        db = scope["app"].state.db  # set by the lifespan; a new lifespan brings a new one
+    def _index_of(self) -> SearchIndex:
+        db = self.state.db  # set by the lifespan; a new lifespan brings a new one
         if db is not self._db or self._index is None:
             self._index, self._db = index_for(db), db
         return self._index
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """Starlette's ``QueryParams`` as a dict (the last of a repeated name wins), without its
+    cost: ``parse_qsl`` only where something is encoded."""
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    params = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            params[name] = value
+    return params
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
