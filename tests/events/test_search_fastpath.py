@@ -404,3 +404,29 @@ async def test_the_access_log_has_the_fields_of_every_other_line(
     assert requests["req-2"]["route"] == "/health"
     stamp = datetime.fromisoformat(requests["req-1"]["timestamp"].replace("Z", "+00:00"))
     assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60
+
+
+def test_the_answer_cache_is_bounded_in_entries_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchboard.events import index as index_module
+
+    rows = [json.dumps({"id": str(i), "pad": "x" * 100}).encode() for i in range(100)]
+    snapshot = index_module.Snapshot(
+        1, [float(i) for i in range(100)], [i + 0.5 for i in range(100)], rows
+    )
+    monkeypatch.setattr(index_module, "CACHE_ENTRIES", 3)
+    for low in range(6):
+        assert snapshot.answer(float(low), None).body == snapshot.search(float(low), None)
+    assert len(snapshot._answers) == 3
+    assert snapshot._cached_bytes == sum(len(a.body) for a in snapshot._answers.values())
+    newest = snapshot.answer(5.0, None)
+    assert newest.cached and snapshot.answer(5.0, None) is newest  # a hit: the same object
+
+    monkeypatch.setattr(index_module, "CACHE_ENTRIES", 1024)
+    monkeypatch.setattr(index_module, "CACHE_BYTES", 30_000)
+    for low in range(40):
+        snapshot.answer(float(low), float(low + 60))
+        snapshot.gzipped(snapshot.answer(float(low), float(low + 60)))
+        assert snapshot._cached_bytes <= 30_000
+    assert snapshot._cached_bytes == sum(
+        len(a.body) + len(a.gzip or b"") for a in snapshot._answers.values()
+    )

@@ -156,29 +156,36 @@ class Snapshot:
         size = len(made.body)
         if size > CACHE_BYTES // 4:  # one huge window must not flush every other
             return made
-        answers = self._answers
-        # Oldest out first: cheaper than LRU bookkeeping on every hit, and a hot window that
-        # is evicted comes back at the cost of one search.
-        while answers and (
-            len(answers) >= CACHE_ENTRIES or self._cached_bytes + size > CACHE_BYTES
-        ):
-            gone = answers.pop(next(iter(answers)))
-            self._cached_bytes -= len(gone.body) + len(gone.gzip or b"")
-            gone.cached = False
-        answers[key] = made
+        self._make_room(size, 1)
+        self._answers[key] = made
         made.cached = True
         self._cached_bytes += size
         metrics.CACHE_SIZE.set(self._cached_bytes)
         return made
 
+    def _make_room(self, size: int, entries: int) -> None:
+        """Evict until ``size`` more bytes and ``entries`` more answers fit. Oldest out first:
+        cheaper than LRU bookkeeping on every hit, and a hot window that is evicted comes back
+        at the cost of one search."""
+        answers = self._answers
+        while answers and (
+            len(answers) + entries > CACHE_ENTRIES or self._cached_bytes + size > CACHE_BYTES
+        ):
+            gone = answers.pop(next(iter(answers)))
+            self._cached_bytes -= len(gone.body) + len(gone.gzip or b"")
+            gone.cached = False
+
     def gzipped(self, answer: Answer) -> bytes:
         """The answer's gzip encoding, made once (and counted against the cache's bytes)."""
         if answer.gzip is None:
             # mtime=0: the same bytes in every process, so the gzip ETag holds across them.
-            answer.gzip = gzip.compress(answer.body, compresslevel=6, mtime=0)
+            encoded = gzip.compress(answer.body, compresslevel=6, mtime=0)
             if answer.cached:
-                self._cached_bytes += len(answer.gzip)
+                self._make_room(len(encoded), 0)
+                if answer.cached:  # not evicted to make room for its own encoding
+                    self._cached_bytes += len(encoded)
                 metrics.CACHE_SIZE.set(self._cached_bytes)
+            answer.gzip = encoded
         return answer.gzip
 
 
