@@ -223,6 +223,14 @@ class SearchIndex:
         if self._background is None or self._background.done():
             self._background = asyncio.create_task(self._refresh_in_background())
 
+    async def warm(self) -> None:
+        """Load the index ahead of the first search; a failure is left for that search to
+        meet (and answer with the contract's 500)."""
+        try:
+            await self.ensure_fresh()
+        except Exception:
+            log.exception("search_index_warm_up_failed")
+
     async def _refresh_in_background(self) -> None:
         async with self._lock:
             if time.monotonic() - self.checked_at < self.check_interval:
