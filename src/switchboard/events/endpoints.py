@@ -1,4 +1,10 @@
-"""``GET /search``: the provider's search contract, answered from this process's index."""
+"""``GET /search``: the provider's search contract, answered from this process's index.
+
+Requests are served by ``fastpath`` in front of the application; this route documents the
+operation in ``/openapi.json``, answers what the fast path hands down (another method, a request
+with a body) and is the reference the fast path is tested against. Validation and envelopes live
+here, for both.
+"""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ class SearchFastPath:
                 status, body, headers = 400, envelope_body(exc.code, exc.message), [_JSON]
             else:
                 status, body, headers = await self._answer(
-                    scope, starts_at, ends_at, if_none_match, accept_encoding, rid
+                    starts_at, ends_at, if_none_match, accept_encoding, rid
                 )
         if status != 304:
             headers.insert(0, (b"content-length", str(len(body)).encode()))
@@ -146,7 +146,6 @@ class SearchFastPath:
 
     async def _answer(
         self,
-        scope: Scope,
         starts_at: float | None,
         ends_at: float | None,
         if_none_match: bytes | None,
