@@ -430,3 +430,17 @@ def test_the_answer_cache_is_bounded_in_entries_and_bytes(monkeypatch: pytest.Mo
     assert snapshot._cached_bytes == sum(
         len(a.body) + len(a.gzip or b"") for a in snapshot._answers.values()
     )
+
+
+async def test_the_index_loads_at_start_up_before_any_search(
+    feed: EventFeedSimulator, sync_now: SyncNow, config: Config, db: Database
+) -> None:
+    await sync_now()
+    app = create_app(config, runtime=False)
+    async with app.router.lifespan_context(app):
+        index = index_for(app.state.db)
+
+        async def loaded() -> bool:
+            return index.version >= 1 and len(index) == 4
+
+        await eventually(loaded, timeout=5.0)  # no request has been made
