@@ -10,9 +10,15 @@
 3. One API process (``switchboard serve --no-runtime``, SQLite) answers ``wrk -t2 -c64 -d15s
    --latency`` for (a) a narrow window of about 10 plans and (b) one month (about 2,000 plans),
    with the access log on and off.
-4. The ceiling: a FastAPI app with the hub's middleware and API-key dependency answering a
-   constant body of the size of (a), served the same way (``--serve-constant``, a separate
-   process, so the hub itself carries no benchmark-only route).
+4. The ceilings, each a separate process so the hub itself carries no benchmark-only route:
+   a FastAPI app with the hub's middleware and API-key dependency answering a constant body of
+   the size of (a) (``--serve-constant``), and a raw ASGI app on uvicorn answering the same
+   body (``--serve-raw``): the most any Python answer can get here.
+5. ``serve --workers 2`` (access log off), and the loop/HTTP parser choice: the hub and the raw
+   ceiling on uvicorn's pure-Python pair (asyncio, h11) against what ``serve`` uses (uvloop,
+   httptools: uvicorn's "auto" when they are installed, as ``uvicorn[standard]`` does).
+
+A wrk run with any socket error or non-2xx answer is not a result: its row says so.
 
 wrk, the server and the simulator share the machine's cores: numbers are for this machine.
 """
@@ -30,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,6 +48,7 @@ API_KEY = "bench-key-0123456789"
 SANDBOX_PORT = 8301  # the events simulator listens on port + 3
 API_PORT = 8391
 CONSTANT_PORT = 8392
+BENCH = [sys.executable, "-m", "bench.search"]
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -66,6 +74,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
+    """req/s, p50/p99 (ms), non-2xx answers and socket errors (connect, read, write, timeout
+    summed) of one run."""
     out = subprocess.run(
         [
             "wrk",
@@ -97,8 +107,42 @@ def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
         "p50": latency("50%"),
         "p99": latency("99%"),
         "non2xx": float(errors.group(1)) if errors else 0.0,
-        "socket_errors": 1.0 if socket_errors else 0.0,
+        "socket_errors": float(sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))))
+        if socket_errors
+        else 0.0,
     }
+
+
+def serve_raw(port: int, size: int, loop: str, http: str) -> None:
+    """The raw ceiling: an ASGI callable on uvicorn answering a constant body (no middleware,
+    no routing, no key check)."""
+    import uvicorn
+
+    body = b'{"data":{"events":[' + b"x" * max(size - 34, 0) + b']},"error":null}'
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    end = {"type": "http.response.body", "body": body}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send(end)
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        loop=loop,
+        http=http,
+    )
 
 
 def serve_constant(port: int, size: int, access_log: bool) -> None:
@@ -170,10 +214,15 @@ def main() -> None:
         "instead of starting one: generating a large feed takes minutes",
     )
     parser.add_argument("--serve-constant", nargs=3, metavar=("PORT", "SIZE", "ACCESS_LOG"))
+    parser.add_argument("--serve-raw", nargs=4, metavar=("PORT", "SIZE", "LOOP", "HTTP"))
     args = parser.parse_args()
     if args.serve_constant:
         port, size, log = args.serve_constant
         serve_constant(int(port), int(size), log == "true")
+        return
+    if args.serve_raw:
+        port, size, loop, http = args.serve_raw
+        serve_raw(int(port), int(size), loop, http)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
@@ -254,72 +303,129 @@ def main() -> None:
             print(text)
             return
 
-        results: dict[tuple[str, bool], dict[str, float]] = {}
+        results: dict[str, dict[str, float]] = {}
+        labels: dict[str, tuple[str, str, str, str]] = {}
         sizes: dict[str, tuple[int, int]] = {}
-        for access_log in (True, False):
-            log = open(tmp / f"api-{access_log}.log", "wb")  # noqa: SIM115
-            api = subprocess.Popen(
-                [SWITCHBOARD, "serve", "--no-runtime", "--port", str(API_PORT)],
-                env={**env, "SWITCHBOARD_ACCESS_LOG": str(access_log).lower()},
-                cwd=tmp,
+        api_base = f"http://127.0.0.1:{API_PORT}"
+
+        def start(
+            command: list[str], log_name: str, extra_env: dict[str, str] | None = None
+        ) -> subprocess.Popen[bytes]:
+            log = open(tmp / f"{log_name}.log", "wb")  # noqa: SIM115 - closed with the process
+            proc = subprocess.Popen(
+                command,
+                env={**env, **(extra_env or {})},
+                cwd=REPO if command[0] == sys.executable else tmp,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            procs.append(api)
-            api_base = f"http://127.0.0.1:{API_PORT}"
+            procs.append(proc)
+            return proc
+
+        def measure(key: str, url: str, label: tuple[str, str, str, str]) -> None:
+            # A fresh process loads its index on its first /search: not part of the run.
+            for _ in range(4):
+                httpx.get(url, headers={"X-API-Key": API_KEY}, timeout=60).raise_for_status()
+            results[key] = wrk(url, args.duration, args.connections)
+            labels[key] = label
+            print(key, label, results[key], flush=True)
+
+        def hub(
+            workers: int, access_log: bool, server: str = "uvloop/httptools"
+        ) -> subprocess.Popen[bytes]:
+            log_env = {"SWITCHBOARD_ACCESS_LOG": str(access_log).lower()}
+            if server == "uvloop/httptools":
+                command = [SWITCHBOARD, "serve", "--no-runtime", "--port", str(API_PORT)]
+                command += ["--workers", str(workers)]
+            else:  # the same app on uvicorn's pure-Python loop and parser
+                command = [sys.executable, "-m", "uvicorn", "switchboard.app:create_app"]
+                command += ["--factory", "--port", str(API_PORT), "--loop", "asyncio"]
+                command += ["--http", "h11", "--no-access-log", "--log-level", "warning"]
+                log_env["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
+            proc = start(command, f"api-{workers}-{access_log}-{server[:3]}", log_env)
             wait_http(f"{api_base}/health")
-            month, month_n = find_window(api_base, 24 * 30, datetime(2021, 9, 1, tzinfo=UTC))
-            # A window of about 10 plans: start from the month's density, then adjust.
-            hours = 24 * 30 * 10 / max(month_n, 1)
-            for _ in range(20):
-                narrow, narrow_n = find_window(
-                    api_base, hours, datetime(2021, 9, 10, 12, tzinfo=UTC)
-                )
-                if 8 <= narrow_n <= 12:
-                    break
-                hours *= 1.15 if narrow_n < 8 else 0.87
-            narrow_size = len(httpx.get(narrow, headers={"X-API-Key": API_KEY}).content)
-            month_size = len(httpx.get(month, headers={"X-API-Key": API_KEY}).content)
-            sizes["a"], sizes["b"] = (narrow_n, narrow_size), (month_n, month_size)
-            results[("a", access_log)] = wrk(narrow, args.duration, args.connections)
-            results[("b", access_log)] = wrk(month, args.duration, args.connections)
+            return proc
+
+        narrow = month = ""
+        for access_log in (False, True):
+            api = hub(1, access_log)
+            if not narrow:
+                month, month_n = find_window(api_base, 24 * 30, datetime(2021, 9, 1, tzinfo=UTC))
+                # A window of about 10 plans: start from the month's density, then adjust.
+                hours = 24 * 30 * 10 / max(month_n, 1)
+                for _ in range(20):
+                    narrow, narrow_n = find_window(
+                        api_base, hours, datetime(2021, 9, 10, 12, tzinfo=UTC)
+                    )
+                    if 8 <= narrow_n <= 12:
+                        break
+                    hours *= 1.15 if narrow_n < 8 else 0.87
+                narrow_size = len(httpx.get(narrow, headers={"X-API-Key": API_KEY}).content)
+                month_size = len(httpx.get(month, headers={"X-API-Key": API_KEY}).content)
+                sizes["a"], sizes["b"] = (narrow_n, narrow_size), (month_n, month_size)
+            on = "on" if access_log else "off"
+            on_off = str(access_log).lower()
+            measure(f"a-1-{on}", narrow, ("(a) narrow", on, "1", "uvloop/httptools"))
+            measure(f"b-1-{on}", month, ("(b) one month", on, "1", "uvloop/httptools"))
             stop(api)
-            constant = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.search",
-                    "--serve-constant",
-                    str(CONSTANT_PORT),
-                    str(narrow_size),
-                    str(access_log).lower(),
-                ],
-                env=env,
-                cwd=REPO,
-                stdout=open(tmp / f"constant-{access_log}.log", "wb"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
+            constant = start(
+                [*BENCH, "--serve-constant", str(CONSTANT_PORT), str(sizes["a"][1]), on_off],
+                f"constant-{access_log}",
             )
-            procs.append(constant)
             ceiling_url = f"http://127.0.0.1:{CONSTANT_PORT}/search"
             wait_http(ceiling_url)
-            results[("ceiling", access_log)] = wrk(ceiling_url, args.duration, args.connections)
+            measure(
+                f"fastapi-{on}",
+                ceiling_url,
+                ("ceiling: FastAPI + hub middleware, constant body", on, "1", "uvloop/httptools"),
+            )
             stop(constant)
-        for (case, access_log), r in results.items():
-            label = {
-                "a": f"(a) narrow window: {sizes['a'][0]} plans, {sizes['a'][1]:,} B",
-                "b": f"(b) one month: {sizes['b'][0]:,} plans, {sizes['b'][1]:,} B",
-                "ceiling": f"ceiling: constant {sizes['a'][1]:,} B body",
-            }[case]
-            ceiling = results[("ceiling", access_log)]["rps"]
+        for key, server, (loop, http), body_size in (
+            ("raw-uvloop", "uvloop/httptools", ("uvloop", "httptools"), sizes["a"][1]),
+            ("raw-asyncio", "asyncio/h11", ("asyncio", "h11"), sizes["a"][1]),
+            # What sending (b)'s bytes costs by itself.
+            ("raw-month", "uvloop/httptools", ("uvloop", "httptools"), sizes["b"][1]),
+        ):
+            raw = start(
+                [*BENCH, "--serve-raw", str(CONSTANT_PORT), str(body_size), loop, http], key
+            )
+            raw_url = f"http://127.0.0.1:{CONSTANT_PORT}/search"
+            wait_http(raw_url)
+            label = f"ceiling: raw ASGI, constant {body_size:,} B body"
+            measure(key, raw_url, (label, "-", "1", server))
+            stop(raw)
+        api = hub(1, False, "asyncio/h11")
+        measure("a-1-off-h11", narrow, ("(a) narrow", "off", "1", "asyncio/h11"))
+        stop(api)
+        api = hub(2, False)
+        measure("a-2-off", narrow, ("(a) narrow", "off", "2", "uvloop/httptools"))
+        measure("b-2-off", month, ("(b) one month", "off", "2", "uvloop/httptools"))
+        stop(api)
+
+        for key, r in results.items():
+            case, on, processes, server = labels[key]
+            if case.startswith("(a)"):
+                case = f"(a) narrow window: {sizes['a'][0]} plans, {sizes['a'][1]:,} B"
+            elif case.startswith("(b)"):
+                case = f"(b) one month: {sizes['b'][0]:,} plans, {sizes['b'][1]:,} B"
+            valid = r["non2xx"] == 0 and r["socket_errors"] == 0
+            fastapi = results.get(f"fastapi-{on}", results["fastapi-off"])["rps"]
+            # Each answer against the raw ceiling of its own body size.
+            same_size = "raw-month" if key.startswith("b-") or key == "raw-month" else "raw-uvloop"
+            raw_ceiling = results[same_size]["rps"]
             rows.append(
                 [
-                    label,
-                    "on" if access_log else "off",
-                    f"{r['rps']:,.0f}",
+                    case,
+                    on,
+                    processes,
+                    server,
+                    f"{r['rps']:,.0f}" if valid else f"NOT A RESULT ({r['rps']:,.0f})",
                     f"{r['p50']:.2f}",
                     f"{r['p99']:.2f}",
-                    f"{100 * r['rps'] / ceiling:.0f} %" if case == "a" else "",
+                    f"{100 * r['rps'] / raw_ceiling:.0f} %",
+                    f"{100 * r['rps'] / fastapi:.0f} %",
                     f"{r['non2xx']:.0f}",
+                    f"{r['socket_errors']:.0f}",
                 ]
             )
         feed_desc = (
@@ -334,10 +440,22 @@ def main() -> None:
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in vars(args).items()
-                if k not in ("serve_constant", "sandbox_port", "ingest_only")
+                if k not in ("serve_constant", "serve_raw", "sandbox_port", "ingest_only")
             )
             + f"; wrk -t2 -c{args.connections} -d{args.duration}s --latency; {feed_desc}",
-            ["case", "access log", "req/s", "p50 ms", "p99 ms", "% of ceiling", "non-2xx"],
+            [
+                "case",
+                "access log",
+                "processes",
+                "loop/http",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "% of raw-ASGI ceiling (uvloop/httptools, same body size)",
+                "% of FastAPI ceiling (same log setting)",
+                "non-2xx",
+                "socket errors",
+            ],
             rows,
         )
         print(text)

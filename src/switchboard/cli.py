@@ -260,6 +260,9 @@ def serve(
     typer.echo(banner(config, hub_url, sandbox, demo=traffic is not None), err=True)
     if no_runtime:
         os.environ["SWITCHBOARD_EMBEDDED_RUNTIME"] = "false"
+    # uvicorn's "auto" loop and parser are uvloop and httptools (uvicorn[standard] installs
+    # them): measured against asyncio + h11, 2.8x the requests of a raw ASGI app and 3x the hub's
+    # /search (bench/search.py, bench/RESULTS.md), so nothing here overrides them.
     common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
     private_metrics_dir: str | None = None
     # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default handler

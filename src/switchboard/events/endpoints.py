@@ -1,4 +1,10 @@
-"""``GET /search``: the provider's search contract, answered from this process's index."""
+"""``GET /search``: the provider's search contract, answered from this process's index.
+
+Requests are served by ``fastpath`` in front of the application; this route documents the
+operation in ``/openapi.json``, answers what the fast path hands down (another method, a request
+with a body) and is the reference the fast path is tested against. Validation and envelopes live
+here, for both.
+"""
 
 from __future__ import annotations
 
@@ -51,30 +57,50 @@ class ContractRoute(APIRoute):
 router = APIRouter(tags=["events"], dependencies=Authenticated, route_class=ContractRoute)
 
 
-class _BadQuery(ValueError):
+class BadQuery(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
+def envelope_body(code: str, message: str) -> bytes:
+    """The contract's error body (also written by ``fastpath``)."""
+    return json.dumps({"error": {"code": code, "message": message}, "data": None}).encode()
+
+
+def status_code_name(status: int) -> str:
+    """The envelope's ``code`` for an error the hub raised: the status's name
+    (``unauthorized``, ``method_not_allowed``)."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
 def _envelope(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}, "data": None})
-    return Response(
-        body.encode(), status_code=status, media_type="application/json", headers=headers
-    )
+    body = envelope_body(code, message)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None) -> Response:
-    """An error the hub raised, in the envelope; ``code`` is the status's name
-    (``unauthorized``, ``method_not_allowed``)."""
-    try:
-        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        code = "error"
-    return _envelope(status, code, message, headers)
+    """An error the hub raised, in the envelope."""
+    return _envelope(status, status_code_name(status), message, headers)
+
+
+def parse_window(starts_raw: str | None, ends_raw: str | None) -> tuple[float | None, float | None]:
+    """The query's window as epoch seconds (None: open); :class:`BadQuery` when malformed or
+    inverted."""
+    starts_at = parse_instant(starts_raw, "starts_at")
+    ends_at = parse_instant(ends_raw, "ends_at")
+    if starts_at is not None and ends_at is not None and starts_at > ends_at:
+        raise BadQuery("invalid_range", "starts_at must not be later than ends_at")
+    return starts_at, ends_at
+
+
+SEARCH_FAILED = ("internal_error", "The search failed; try again later")
 
 
 def parse_instant(raw: str | None, name: str) -> float | None:
@@ -84,9 +110,7 @@ def parse_instant(raw: str | None, name: str) -> float | None:
         return None
     text = raw.strip().upper()
     if "T" not in text:
-        raise _BadQuery(
-            "invalid_parameter", f"{name} must be a date-time like 2021-07-21T17:32:28Z"
-        )
+        raise BadQuery("invalid_parameter", f"{name} must be a date-time like 2021-07-21T17:32:28Z")
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     try:
@@ -95,7 +119,7 @@ def parse_instant(raw: str | None, name: str) -> float | None:
             value = value.replace(tzinfo=UTC)
         return value.timestamp()
     except (ValueError, OverflowError):
-        raise _BadQuery(
+        raise BadQuery(
             "invalid_parameter", f"{name} is not a valid date-time: {raw[:64]!r}"
         ) from None
 
@@ -119,11 +143,8 @@ async def search(request: Request) -> Response:
     # Parsed here rather than by FastAPI: the contract wants its own 400 envelope, not a 422.
     params = request.query_params
     try:
-        starts_at = parse_instant(params.get("starts_at"), "starts_at")
-        ends_at = parse_instant(params.get("ends_at"), "ends_at")
-        if starts_at is not None and ends_at is not None and starts_at > ends_at:
-            raise _BadQuery("invalid_range", "starts_at must not be later than ends_at")
-    except _BadQuery as exc:
+        starts_at, ends_at = parse_window(params.get("starts_at"), params.get("ends_at"))
+    except BadQuery as exc:
         return _envelope(400, exc.code, exc.message)
     try:
         index = index_for(request.app.state.db)
@@ -131,5 +152,5 @@ async def search(request: Request) -> Response:
         body = index.search(starts_at, ends_at)
     except Exception:  # the contract's 500 envelope, not the hub's generic error body
         log.exception("search_failed")
-        return _envelope(500, "internal_error", "The search failed; try again later")
+        return _envelope(500, *SEARCH_FAILED)
     return Response(body, media_type="application/json")

@@ -42,3 +42,15 @@ INDEX_LOADED_AT = Gauge(
     "When this process last confirmed its index is current (epoch seconds).",
     multiprocess_mode="livemin",
 )
+_CACHE_LOOKUPS = Counter(
+    "switchboard_search_cache_lookups_total",
+    "Search answers by whether the snapshot's answer cache held them (hit) or not (miss).",
+    ["result"],
+)
+CACHE_HITS = _CACHE_LOOKUPS.labels("hit")
+CACHE_MISSES = _CACHE_LOOKUPS.labels("miss")
+CACHE_SIZE = Gauge(
+    "switchboard_search_cache_bytes",
+    "Bytes of encoded answers (and their gzip encodings) the current snapshot's cache holds.",
+    multiprocess_mode="livesum",
+)
