@@ -526,12 +526,13 @@ def running_sandbox(settings: Settings) -> dict[str, str] | None:
         pid, urls = int(state["pid"]), state["urls"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(urls, dict) or not _process_alive(pid):
+    if not isinstance(urls, dict) or not process_alive(pid):
         return None
     return {str(k): str(v) for k, v in urls.items()}
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id exists (another user's counts too)."""
     if pid <= 0:
         return False
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,6 @@ import pytest
 from switchboard.config import HubConfig
 from switchboard.sandbox import Sandbox, zero_config
 from tests.support import Backend, Process, eventually, switchboard_env
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(only=["hubspot"])
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, Connection
+from switchboard.config import Config, Connection, process_alive
 from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
@@ -65,20 +65,8 @@ def _abandoned(run: SyncRun, now: datetime, job_id: int | None) -> bool:
         return True
     owner = (run.detail or {}).get("owner")
     if run.job_id is None and isinstance(owner, dict) and owner.get("host") == _OWNER["host"]:
-        return not _alive(int(owner.get("pid", 0)))
+        return not process_alive(int(owner.get("pid", 0)))
     return False
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 async def begin_run(
