@@ -12,7 +12,7 @@ import pytest
 from switchboard.config import HubConfig, Settings
 from switchboard.sandbox import Sandbox, zero_config
 from tests.contacts.conftest import hub_url  # noqa: F401 - the hub on a real port (webhooks)
-from tests.support import API_KEY, Backend, make_settings
+from tests.support import API_KEY, Backend, eventually, make_settings
 
 
 @pytest.fixture
@@ -64,3 +64,29 @@ def runtime_enabled() -> bool:
 def hubspot(sandbox: Sandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sandbox.urls["hubspot"], timeout=10) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+async def first_syncs_done(
+    client: httpx.AsyncClient, runtime_enabled: bool, sandbox: Sandbox
+) -> None:
+    """The runtime syncs every CRM connection once at start (listings): these tests count the
+    calls their own propagation makes, so they begin after those syncs, with empty logs."""
+    if not runtime_enabled:
+        return
+    names = [
+        c["name"]
+        for c in (await client.get("/connections")).json()["items"]
+        if c["kind"] in ("hubspot", "mapped_crm")
+    ]
+
+    async def synced() -> bool:
+        for name in names:
+            runs = (await client.get(f"/connections/{name}/runs", params={"limit": 1})).json()
+            if not runs["items"] or runs["items"][0]["outcome"] == "running":
+                return False
+        return True
+
+    await eventually(synced, timeout=30)
+    for url in sandbox.urls.values():
+        httpx.delete(f"{url}/_sandbox/requests", timeout=10)

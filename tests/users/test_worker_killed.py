@@ -91,7 +91,11 @@ async def test_worker_killed_mid_batch_every_user_is_synced_once(
         assert r.status_code == 200 and len(r.json()["items"]) == 40
 
         async def batch_running() -> bool:
-            jobs = (await client.get("/admin/jobs", params={"state": "running"})).json()["items"]
+            jobs = (
+                await client.get(
+                    "/admin/jobs", params={"state": "running", "kind": "users.propagate"}
+                )
+            ).json()["items"]
             return len(jobs) == 40 and len({j["batch"] for j in jobs}) == 1
 
         await eventually(batch_running, timeout=30)
