@@ -88,12 +88,13 @@ async def test_runs_are_listed_newest_first_page_by_page(
 
 
 async def test_a_run_refuses_to_start_while_another_is_running(
-    feed: EventFeedSimulator, sync_now: SyncNow, db: Database
+    feed: EventFeedSimulator, sync_now: SyncNow, db: Database, config: Config, outbound: Any
 ) -> None:
     async with db.session() as session:
         running = await service.begin_run(session, "events", "events")
     with pytest.raises(Conflict, match="still running"):
-        await sync_now()
+        # Directly: ``sync_now`` would wait for the running one to end.
+        await service.run_now(config, db, outbound, "events")
     async with db.session() as session:
         await service.finish_run(session, running.id, service.SyncResult())
     _, _, error = await sync_now()
