@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from switchboard.connectors.xml_feed import NotAFeed, parse_chunks, parse_feed
-from switchboard.sandbox.events import generate_feed
+from switchboard.sandbox.events import find_fever_dir, generate_feed
 
-FEVER_DIR = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "providers" / "fever"
-).resolve()
+FEVER_DIR = find_fever_dir()  # the provider's samples, shipped with the simulator
 
 
 def sample(dialect: str, number: int) -> bytes:
