@@ -29,6 +29,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from switchboard.config import process_alive
+
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client picks its value class once, when it is first imported: this is what the
 # metrics of this process actually do, whatever the environment says now.
@@ -83,18 +85,8 @@ def prepare_multiprocess_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for file in path.glob("*.db"):
         pid = file.stem.rpartition("_")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             file.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _forget_dead_gauges(path: str) -> None:
@@ -102,7 +94,7 @@ def _forget_dead_gauges(path: str) -> None:
     supervisor, a killed worker): drop their files, as ``mark_process_dead`` would."""
     for name in os.listdir(path):
         match = _LIVE_GAUGE_FILE.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             multiprocess.mark_process_dead(int(match.group(1)), path)  # type: ignore[no-untyped-call]
 
 
