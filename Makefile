@@ -25,6 +25,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/switchboard serve $(ARGS)
 
+# Two processes (the machines this runs on have 2 cores); a test file stays on one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
