@@ -26,11 +26,11 @@ import httpx
 from bench.common import append, start_server, wrk
 from switchboard.config import Config, HubConfig, load_settings
 from switchboard.connectors.crm import CrmContact
+from switchboard.connectors.hubspot.simulator import PRIVATE_APP_TOKEN
 from switchboard.contacts import service
 from switchboard.db import Database, utcnow
 from switchboard.http import Outbound
 from switchboard.sandbox import Sandbox
-from switchboard.sandbox.hubspot import PRIVATE_APP_TOKEN
 from switchboard.syncs import service as syncs
 
 API_KEY = "bench-key-0123456789"

@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 
 from bench.common import SWITCHBOARD, append, free_port, launch, percentile, start_server, wrk
+from switchboard.connectors.hubspot.simulator import CLIENT_SECRET, HubSpotLimits
 from switchboard.sandbox import Sandbox
-from switchboard.sandbox.hubspot import CLIENT_SECRET, HubSpotLimits
 
 WRK_SCRIPT = """
 local counter = 0

@@ -23,10 +23,11 @@ from switchboard.connectors.crm import (
 )
 from switchboard.connectors.hubspot import HubSpotClient, HubSpotContacts, from_record
 from switchboard.connectors.hubspot.mapping import existing_id, to_properties
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator
 from switchboard.errors import TransientError
 from switchboard.http import Outbound
 from switchboard.http.testing import FakeClock
-from switchboard.sandbox import HubSpotSimulator, Sandbox, zero_config
+from switchboard.sandbox import Sandbox, zero_config
 from tests.support import Backend, make_settings
 
 SEEDED = 250

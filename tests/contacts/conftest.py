@@ -14,9 +14,10 @@ import pytest
 import uvicorn
 
 from switchboard.config import Config, HubConfig, Settings
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator
 from switchboard.db import Database
 from switchboard.http import Outbound
-from switchboard.sandbox import AcmeSimulator, HubSpotSimulator, Sandbox, zero_config
+from switchboard.sandbox import AcmeSimulator, Sandbox, zero_config
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult
 from tests.support import API_KEY, Backend, make_settings, when_free

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from switchboard.sandbox import AcmeSimulator, HubSpotSimulator
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator
+from switchboard.sandbox import AcmeSimulator
 from tests.contacts.conftest import SyncNow, all_contacts
 
 

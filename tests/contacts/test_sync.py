@@ -11,9 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator
 from switchboard.db import Database
 from switchboard.models import Contact, ContactCursor
-from switchboard.sandbox import AcmeSimulator, HubSpotSimulator
+from switchboard.sandbox import AcmeSimulator
 from tests.contacts.conftest import SyncNow, all_contacts, hub_view, simulator_view
 from tests.support import eventually
 

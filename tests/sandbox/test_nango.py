@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.sandbox import HubSpotSimulator, NangoSimulator, TokenRegistry
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator, TokenRegistry
+from switchboard.sandbox import NangoSimulator
 
 KEY = {"Authorization": "Bearer nango-sandbox"}
 PARAMS = {"provider_config_key": "hubspot"}

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from switchboard.config import HubConfig
-from switchboard.sandbox import NAMES, Faults, HubSpotSimulator, Sandbox, zero_config
+from switchboard.connectors.hubspot.simulator import HubSpotSimulator
+from switchboard.sandbox import NAMES, Faults, Sandbox, zero_config
 from tests.sandbox.conftest import FEVER_DIR
 
 

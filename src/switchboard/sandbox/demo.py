@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import structlog
 
-from switchboard.sandbox.hubspot import COMPANIES, FIRST_NAMES, LAST_NAMES
+from switchboard.connectors.hubspot.simulator.store import COMPANIES, FIRST_NAMES, LAST_NAMES
 from switchboard.sandbox.server import Sandbox
 from switchboard.sandbox.todo import CHORES, TodoSender, task_event
 

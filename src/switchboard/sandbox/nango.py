@@ -6,7 +6,7 @@ Wire facts: ``shared/providers/NANGO.md``. Both ``GET /connections/{id}`` and th
 
 Like Nango, it refreshes a connection's token when it expires within 15 minutes (or on
 ``force_refresh=true``) and registers every token it mints in the shared
-:class:`~switchboard.sandbox.hubspot.TokenRegistry`.
+:class:`~switchboard.connectors.hubspot.simulator.TokenRegistry`.
 
 Control endpoints: ``POST /_sandbox/nango/connections/{id}/break`` makes refreshes fail (424
 ``invalid_credentials``) until ``POST /_sandbox/nango/connections/{id}/heal``.
@@ -27,8 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from switchboard.connectors.hubspot.simulator.tokens import Token, TokenRegistry
 from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMiddleware
-from switchboard.sandbox.hubspot import Token, TokenRegistry
 
 SECRET_KEY = "nango-sandbox"  # noqa: S105 - the sandbox's well-known key
 CONNECTION_ID = "sandbox-hubspot"

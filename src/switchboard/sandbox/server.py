@@ -20,13 +20,18 @@ from typing import Any
 
 import uvicorn
 
+from switchboard.connectors.hubspot.simulator import (
+    CLIENT_SECRET,
+    PRIVATE_APP_TOKEN,
+    HubSpotSimulator,
+    HubSpotWebhookSettings,
+    TokenRegistry,
+)
 from switchboard.sandbox import acme as acme_mod
-from switchboard.sandbox import hubspot as hubspot_mod
 from switchboard.sandbox import todo as todo_mod
 from switchboard.sandbox.acme import AcmeSimulator, AcmeWebhookSettings
 from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings, find_fever_dir
 from switchboard.sandbox.faults import Faults
-from switchboard.sandbox.hubspot import HubSpotSimulator, HubSpotWebhookSettings, TokenRegistry
 from switchboard.sandbox.nango import NangoSimulator
 from switchboard.sandbox.todo import TodoSimulator
 
@@ -60,7 +65,7 @@ class Sandbox:
         seed: int = 0,
         faults: Faults | None = None,
         fever_dir: Path | None = None,
-        hubspot_token: str = hubspot_mod.PRIVATE_APP_TOKEN,
+        hubspot_token: str = PRIVATE_APP_TOKEN,
         hubspot_webhook_url: str | None = None,
         acme_webhook_url: str | None = None,
         todo_target: str | None = None,
@@ -221,8 +226,8 @@ def zero_config(urls: Mapping[str, str]) -> dict[str, Any]:
         connections["hubspot"] = {
             "kind": "hubspot",
             "base_url": urls["hubspot"],
-            "auth": {"type": "token", "token": hubspot_mod.PRIVATE_APP_TOKEN},
-            "webhook_secret": hubspot_mod.CLIENT_SECRET,
+            "auth": {"type": "token", "token": PRIVATE_APP_TOKEN},
+            "webhook_secret": CLIENT_SECRET,
         }
     if "acme" in urls:
         connections["acme"] = {

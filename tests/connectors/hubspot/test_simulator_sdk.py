@@ -22,7 +22,12 @@ from hubspot.crm.contacts import (
 )
 from hubspot.oauth import ApiException as OAuthApiException
 
-from switchboard.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotSimulator
+from switchboard.connectors.hubspot.simulator import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    HubSpotSimulator,
+)
 
 
 @pytest.fixture

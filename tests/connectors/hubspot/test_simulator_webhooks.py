@@ -12,7 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.sandbox.hubspot import HubSpotSimulator, HubSpotWebhookSettings, sign_v3
+from switchboard.connectors.hubspot.simulator import (
+    HubSpotSimulator,
+    HubSpotWebhookSettings,
+    sign_v3,
+)
 from tests.sandbox.conftest import Receiver
 from tests.support import wait_until
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.sandbox.hubspot import HubSpotLimits, HubSpotSimulator
+from switchboard.connectors.hubspot.simulator import HubSpotLimits, HubSpotSimulator
 
 CONTACTS = "/crm/v3/objects/contacts"
 AUTH = {"Authorization": "Bearer pat-sandbox"}
