@@ -199,7 +199,7 @@ def test_cli_serves_and_stops_on_ctrl_c() -> None:
             assert len(contacts["results"]) == 3
             assert httpx.get(f"{hubspot_url}/_sandbox/faults").json()["latency_ms"] == 1
             process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=15) == 0
+            assert process.wait(timeout=60) == 0  # bounded; slow only on a loaded machine
         finally:
             if process.poll() is None:
                 process.kill()
