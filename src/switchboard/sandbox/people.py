@@ -2,12 +2,14 @@
 records, an API key, timestamped base64 signatures). No Python of the hub knows it: a
 connections file describes it (``docs/configuration.md``).
 
-* ``X-Api-Key: <key>`` on every API call (401 JSON otherwise); at most ``rate_limit`` calls per
+* The API key on every API call, as ``X-Api-Key: <key>``, the ``api_key`` query parameter or
+  basic auth's user name (401 JSON otherwise); at most ``rate_limit`` calls per
   ``rate_window`` seconds per key, answered with ``X-Quota-Limit``, ``X-Quota-Remaining`` and
   ``X-Quota-Reset`` (seconds until a call frees up); beyond it 429 with ``Retry-After``.
 * ``GET /v2/people?cursor=&limit=`` (limit 1..200, default 50) → ``{"results": {"items":
   [people]}, "paging": {"next_cursor": "…" | null}}``, oldest first, and the same next page as a
-  ``Link: <…>; rel="next"`` header. A cursor is opaque (base64 of a position).
+  ``Link: <…>; rel="next"`` header. A cursor is opaque (base64 of a position). ``?offset=n``
+  instead of a cursor starts at the n-th person.
 * A person: ``{"uid": "p_…", "name": {"first", "last"}, "emails": [{"value", "primary"}],
   "org": {"name"}, "modified_at": "<ISO 8601 UTC>"}``. ``POST /v2/people`` → 201;
   ``GET|PATCH|DELETE /v2/people/{uid}`` → 200 | 200 | 204, or 404. ``PATCH`` merges objects key by
@@ -172,10 +174,8 @@ class PeopleSimulator:
     # auth and limits
 
     def _limit(self, request: Request) -> dict[str, str]:
-        if not hmac.compare_digest(
-            request.headers.get("x-api-key", "").encode(), self.api_key.encode()
-        ):
-            raise Problem(people_error(401, "unauthorized", "Missing or wrong X-Api-Key"))
+        if not hmac.compare_digest(_presented_key(request).encode(), self.api_key.encode()):
+            raise Problem(people_error(401, "unauthorized", "Missing or wrong API key"))
         now = time.time()
         with self._lock:
             while self._hits and self._hits[0] <= now - self.rate_window:
@@ -215,11 +215,11 @@ class PeopleSimulator:
         try:
             limit = int(request.query_params.get("limit", "50"))
             cursor = request.query_params.get("cursor")
-            start = _position(cursor) if cursor else 0
+            start = _position(cursor) if cursor else int(request.query_params.get("offset", "0"))
         except ValueError:
             return people_error(422, "invalid_query", "limit must be a number, cursor ours")
-        if not 1 <= limit <= 200:
-            return people_error(422, "invalid_query", "1 <= limit <= 200")
+        if not 1 <= limit <= 200 or start < 0:
+            return people_error(422, "invalid_query", "1 <= limit <= 200, offset >= 0")
         with self._lock:
             people = [copy.deepcopy(p) for p in self.people.values()]
         end = start + limit
@@ -266,6 +266,21 @@ class PeopleSimulator:
                 await self.outbox.stop()
 
         return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _presented_key(request: Request) -> str:
+    """The key from ``X-Api-Key``, the ``api_key`` query parameter, or basic auth's user name."""
+    if "x-api-key" in request.headers:
+        return request.headers["x-api-key"]
+    if "api_key" in request.query_params:
+        return request.query_params["api_key"]
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return ""
 
 
 def _now() -> str:

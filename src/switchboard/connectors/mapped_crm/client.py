@@ -87,7 +87,12 @@ class MappedCrmClient:
         url, params = paginators.page_request(self.pagination, page)
         with self._errors():
             response = await self._request(
-                "GET", url or self.paths.list, params=params, bucket=_LIST, mode=self.mode
+                "GET",
+                url or self.paths.list,
+                # None, not {}: httpx replaces a URL's own query with an empty params dict.
+                params=params or None,
+                bucket=_LIST,
+                mode=self.mode,
             )
         body = json_body(response, self.connection)
         items, bare = paginators.select_records(self.records_path, body, self.connection)

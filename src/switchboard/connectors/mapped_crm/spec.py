@@ -86,7 +86,8 @@ class CursorPagination(_Spec):
     link_header: bool = False
     follow: Literal["param", "url"] | None = None
     cursor_param: str = "cursor"
-    size_param: str | None = "limit"
+    size_param: Annotated[str | None, BeforeValidator(_unset_if_empty)] = "limit"
+    """``""``: send no page size (the CRM's own applies)."""
     page_size: int = Field(100, ge=1)
 
     @model_validator(mode="after")
