@@ -25,6 +25,7 @@ from tests.contacts.conftest import (
     hub_url,  # noqa: F401 - the hub on a real port (webhooks)
 )
 from tests.support import API_KEY, Backend, eventually, make_settings, when_free
+from tests.users.test_users import synced
 
 TOML = Path(__file__).with_name("people_crm.toml")
 
@@ -213,3 +214,22 @@ async def test_signed_webhooks_are_applied_and_forged_ones_refused(
         signed = people_mod.sign(secret, body, now)
         assert await post({"X-People-Signature": signed}) == 401  # no timestamp
         assert await post({"X-People-Timestamp": now, "X-People-Signature": signed}) == 200
+
+
+async def test_users_propagate_to_the_nested_shape(
+    people: PeopleSimulator, client: httpx.AsyncClient
+) -> None:
+    existing = people.create(_person(7, emails=[{"value": "old@example.com", "primary": True}]))
+    await client.patch("/users/u1", json={"email": "old@example.com", "lastName": "Lovelace"})
+    first = await synced(client, "u1")
+    assert first["sync"]["crmContactId"] == existing["uid"]
+    await client.patch("/users/u1", json={"email": "new@example.com", "lastName": None})
+    second = await synced(client, "u1")
+    assert second["sync"]["crmContactId"] == existing["uid"]
+    person = people.people[existing["uid"]]
+    assert people.primary_email(existing["uid"]) == "new@example.com"
+    assert person["name"] == {"first": "F7", "last": None}
+    await client.patch("/users/u2", json={"email": "fresh@example.com", "firstName": "Fresh"})
+    created = (await synced(client, "u2"))["sync"]["crmContactId"]
+    assert people.people[created]["name"] == {"first": "Fresh"}
+    assert len(people.people) == 2
