@@ -422,3 +422,15 @@ async def test_the_configured_rate_limit_headers_are_read_from_the_crm(
     assert (reading.remaining, reading.reset_in, reading.limit) == (4, 30.0, 10)
     only_retry = read_rate_limit(RateLimitHeaders(), {"retry-after": "7"}, now=0)
     assert only_retry.reset_in == 7.0 and only_retry.remaining is None
+
+
+def test_the_record_selector_finds_the_list() -> None:
+    from switchboard.connectors.mapped_crm.paginators import select_records
+
+    assert select_records("results.items", {"results": {"items": [1]}}, "c") == ([1], False)
+    assert select_records("", [1, 2], "c") == ([1, 2], False)  # the body is the list
+    assert select_records("data", [1], "c") == ([1], True)  # a bare list: one last page
+    with pytest.raises(MalformedResponse, match=r"at 'results\.items'"):
+        select_records("results.items", {"results": {}}, "c")
+    with pytest.raises(MalformedResponse, match="as the body"):
+        select_records("", {"data": []}, "c")
