@@ -1,5 +1,5 @@
 """``POST /webhooks/{connection}`` for CRM connections: HubSpot (signature v3) and mapped CRMs
-(``X-Acme-Signature: sha256=<hex>``).
+(their configured signature scheme; default ``X-Acme-Signature: sha256=<hex>``).
 
 A delivery is verified on the raw bytes, each event is logged raw in the delivery log (deduped
 on the event's identity, so redeliveries and duplicates have no second effect) and a
