@@ -44,6 +44,7 @@ from switchboard.connectors.mapped_crm.spec import (
     SignatureScheme,
     WebhookEvents,
     WritablePathText,
+    check_hub_fields,
 )
 
 
@@ -359,6 +360,8 @@ class MappedCrmConnection(_ConnectionBase):
     signature: SignatureScheme = SignatureScheme()
     webhook_events: WebhookEvents = WebhookEvents()
     rate_limit_headers: RateLimitHeaders = RateLimitHeaders()
+
+    _hub_fields = field_validator("fields")(check_hub_fields)
 
 
 class XmlFeedConnection(_ConnectionBase):

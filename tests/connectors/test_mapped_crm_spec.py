@@ -162,6 +162,10 @@ paths = {list = "/p", item = "/p/{id}", create = "/p"}
         ('fields = {}\nsignature = {algorithm = "md5"}', r"signature\.algorithm: "),
         ('fields = {}\nrecords_path = "results.[0]"', r"mapped_crm\.records_path: .*bad path"),
         ('fields = {}\nupdate_method = "POST"', r"mapped_crm\.update_method: "),
+        (
+            'fields = {nickname = "nick"}',
+            r"connections\.mycrm\.mapped_crm\.fields: .*unknown hub fields \['nickname'\]",
+        ),
     ],
 )
 def test_bad_declarations_fail_at_start_naming_the_field(

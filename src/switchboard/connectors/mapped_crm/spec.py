@@ -5,7 +5,7 @@ authenticator), much smaller: the strategies below are the only ones. Every defa
 the ACME shape (``page``/``per_page`` → ``{"data": [...], "next_page": n}``, ``X-Acme-Signature:
 sha256=<hex>``), so a connection that names none of these sections keeps working unchanged.
 
-This module imports nothing of the hub's: ``config.py`` uses its types.
+``config.py`` uses its types, so this module imports nothing of the hub's at import time.
 """
 
 from __future__ import annotations
@@ -44,6 +44,17 @@ RecordsPathText = Annotated[str, AfterValidator(_records_path)]
 """A path to the list of records in a page's body; ``""``: the body is the list."""
 OptionalPathText = Annotated[PathText | None, BeforeValidator(_unset_if_empty)]
 """A field path, or none (``""`` in TOML, which has no null)."""
+
+
+def check_hub_fields(fields: dict[str, str]) -> dict[str, str]:
+    """``fields``' keys are the hub's field names (the rule :class:`FieldMap` applies, checked
+    at start-up rather than at the first call)."""
+    from switchboard.connectors.crm import FIELDS  # imported late: crm imports config
+
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown hub fields {unknown} (use {', '.join(FIELDS)})")
+    return fields
 
 
 class _Spec(BaseModel):
