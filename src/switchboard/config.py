@@ -35,6 +35,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from switchboard.connectors.mapped_crm.spec import (
+    PagePagination,
+    Pagination,
+    PathText,
+    RateLimitHeaders,
+    RecordsPathText,
+    SignatureScheme,
+    WebhookEvents,
+    WritablePathText,
+    check_hub_fields,
+)
+
 
 class ConfigError(Exception):
     """The configuration is invalid."""
@@ -271,8 +283,34 @@ class ClientCredentialsAuth(_Strict):
     client_secret: SecretStr
 
 
+class ApiKeyAuth(_Strict):
+    """A static API key sent in a header (``header = "X-Api-Key"``, optionally after a
+    ``prefix`` such as ``"Token "``) or in the query (``query_param = "api_key"``)."""
+
+    type: Literal["api_key"]
+    key: SecretStr
+    header: str | None = None
+    query_param: str | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ApiKeyAuth:
+        if (self.header is None) == (self.query_param is None):
+            raise ValueError("set exactly one of header or query_param")
+        return self
+
+
+class BasicAuth(_Strict):
+    """HTTP basic authentication."""
+
+    type: Literal["basic"]
+    username: str
+    password: SecretStr = SecretStr("")
+
+
 Auth = Annotated[
-    TokenAuth | OAuth2Auth | NangoAuth | ClientCredentialsAuth, Field(discriminator="type")
+    TokenAuth | OAuth2Auth | NangoAuth | ClientCredentialsAuth | ApiKeyAuth | BasicAuth,
+    Field(discriminator="type"),
 ]
 
 
@@ -310,10 +348,20 @@ class MappedCrmConnection(_ConnectionBase):
     base_url: str
     auth: Auth
     paths: MappedCrmPaths
-    fields: dict[str, str]
-    id_field: str = "id"
+    fields: dict[str, WritablePathText]
+    id_field: PathText = "id"
     webhook_secret: SecretStr | None = None
     sync_interval: Duration = timedelta(minutes=5)
+    # The declarative shape (connectors/mapped_crm/spec.py); the defaults are ACME's.
+    updated_at_field: PathText | None = None
+    records_path: RecordsPathText = "data"
+    pagination: Pagination = PagePagination()
+    update_method: Literal["PUT", "PATCH"] = "PUT"
+    signature: SignatureScheme = SignatureScheme()
+    webhook_events: WebhookEvents = WebhookEvents()
+    rate_limit_headers: RateLimitHeaders = RateLimitHeaders()
+
+    _hub_fields = field_validator("fields")(check_hub_fields)
 
 
 class XmlFeedConnection(_ConnectionBase):

@@ -10,7 +10,7 @@ from switchboard.http import ConnectionStatus
 
 
 class CredentialsOut(BaseModel):
-    type: str = Field(description="token, oauth2, nango or client_credentials.")
+    type: str = Field(description="token, oauth2, nango, client_credentials, api_key or basic.")
     state: str = Field(
         description="ok | unused (no token fetched yet) | needs_reauth (re-authorise the "
         "connection) | error (the last fetch failed; see detail)."

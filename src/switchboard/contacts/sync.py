@@ -217,11 +217,11 @@ async def sync_mapped(ctx: SyncContext) -> SyncResult:
     crm = MappedCrmContacts(ctx.outbound.client(ctx.name), conn, mode="job")
     async with ctx.db.read_session() as session:
         state = {} if ctx.full else await service.cursors(session, ctx.name)
-    cursor = state.get(LISTING) or {"page": 1, "seen": []}
+    cursor = state.get(LISTING) or {"page": crm.client.first_page, "seen": []}
     seen: set[str] = set(cursor["seen"])
-    page: int | None = int(cursor["page"])
+    page = cursor["page"]  # a page number, offset, cursor or URL: the pagination's token
     counts = _Counts()
-    while page is not None:
+    while True:
         records, next_page = await crm.client.list_page(page=page)
         contacts = [crm.map.from_vendor(r) for r in records]
         seen.update(c.external_id for c in contacts)
@@ -233,6 +233,8 @@ async def sync_mapped(ctx: SyncContext) -> SyncResult:
                 )
         counts.pages += 1
         ctx.progress(f"{counts.pages} pages, {counts.upserted} contacts stored")
+        if next_page is None:
+            break
         page = next_page
     async with ctx.db.read_session() as session:
         missing = sorted(await service.live_external_ids(session, ctx.name) - seen)

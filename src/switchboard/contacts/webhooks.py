@@ -1,5 +1,5 @@
 """``POST /webhooks/{connection}`` for CRM connections: HubSpot (signature v3) and mapped CRMs
-(``X-Acme-Signature: sha256=<hex>``).
+(their configured signature scheme; default ``X-Acme-Signature: sha256=<hex>``).
 
 A delivery is verified on the raw bytes, each event is logged raw in the delivery log (deduped
 on the event's identity, so redeliveries and duplicates have no second effect) and a
@@ -21,6 +21,8 @@ from fastapi import Request, Response
 from pydantic import SecretStr
 
 from switchboard.config import Config, Connection, HubSpotConnection, MappedCrmConnection
+from switchboard.connectors.mapped_crm.mapping import FieldMap, event_identity
+from switchboard.connectors.mapped_crm.signature import verify_signature
 from switchboard.contacts.tasks import (
     ECHO_SETTLE,
     EVENT_JOB,
@@ -222,16 +224,15 @@ async def receive_mapped(
     assert isinstance(conn, MappedCrmConnection)
     body = await request.body()
     if conn.webhook_secret is not None:
-        presented = request.headers.get("x-acme-signature", "")
-        digest = hmac.new(conn.webhook_secret.get_secret_value().encode(), body, hashlib.sha256)
-        if not same_signature("sha256=" + digest.hexdigest(), presented.strip()):
-            raise await _reject(db, request, name, body, "Invalid X-Acme-Signature")
+        refused = verify_signature(conn.signature, conn.webhook_secret, request.headers, body)
+        if refused is not None:
+            raise await _reject(db, request, name, body, refused)
     data = _json(body, "a JSON object")
-    payload = data.get("payload") if isinstance(data, dict) else None
-    record_id = _id(payload.get(conn.id_field)) if isinstance(payload, dict) else None
-    event_id = _id(data.get("id")) if isinstance(data, dict) else None
+    fmap = FieldMap(name, dict(conn.fields), conn.id_field)
+    event_id, record_id = (_id(v) for v in event_identity(conn.webhook_events, fmap, data))
     if event_id is None or record_id is None:
-        raise BadRequest(f"Expected {{event, id, payload: {{{conn.id_field}, ...}}}}")
+        shape = conn.webhook_events
+        raise BadRequest(f"Expected {{{shape.id_path}, {shape.record_path}: {{{conn.id_field}}}}}")
     event = Event(f"event:{event_id}", record_id, None, data)
     await apply(db, name, [event])
     return Response(status_code=200)

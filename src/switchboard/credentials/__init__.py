@@ -6,9 +6,10 @@
   connection as needing re-authorisation.
 * ``nango`` — the access token Nango holds, cached for at most 5 minutes.
 * ``client_credentials`` — a JWT from ``POST {client_id, client_secret}``, renewed 60 s early.
+* ``api_key`` — a static key in a header or a query parameter; ``basic`` — user and password.
 
 Connectors do not use this package directly: ``switchboard.http`` puts the token on each request
-and, after a 401, invalidates it and retries once.
+(:func:`authorize`) and, after a 401, invalidates it and retries once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING
 import httpx
 
 from switchboard.config import (
+    ApiKeyAuth,
     Auth,
+    BasicAuth,
     ClientCredentialsAuth,
     NangoAuth,
     OAuth2Auth,
@@ -33,7 +36,13 @@ from switchboard.credentials._errors import (
 )
 from switchboard.credentials._oauth2 import OAuth2Tokens
 from switchboard.credentials._rekey import rekey
-from switchboard.credentials._simple import ClientCredentials, NangoToken, StaticToken
+from switchboard.credentials._simple import (
+    ClientCredentials,
+    NangoToken,
+    StaticKey,
+    StaticToken,
+    authorize,
+)
 from switchboard.db import Database
 
 if TYPE_CHECKING:
@@ -49,8 +58,10 @@ __all__ = [
     "OAuth2Tokens",
     "SecretBox",
     "SecretKeyError",
+    "StaticKey",
     "StaticToken",
     "TokenProvider",
+    "authorize",
     "load_secret_box",
     "rekey",
     "token_provider",
@@ -86,6 +97,8 @@ def token_provider(
         )
     if isinstance(auth, NangoAuth):
         return NangoToken(connection, auth, http=http, clock=clock)
+    if isinstance(auth, ApiKeyAuth | BasicAuth):
+        return StaticKey(auth)
     if isinstance(auth, ClientCredentialsAuth):
         return ClientCredentials(connection, auth, base_url=base_url, http=http, clock=clock)
     raise TypeError(f"unknown auth type {type(auth).__name__}")

@@ -1,7 +1,9 @@
-"""Token providers that keep their token in memory: static, client credentials, Nango."""
+"""Token providers that keep their token in memory: static (bearer, API key, basic), client
+credentials, Nango."""
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -9,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from switchboard.config import ClientCredentialsAuth, NangoAuth, TokenAuth
+from switchboard.config import ApiKeyAuth, BasicAuth, ClientCredentialsAuth, NangoAuth, TokenAuth
 from switchboard.credentials._common import (
     CachedToken,
     CredentialStatus,
@@ -48,6 +50,50 @@ class StaticToken:
 
     async def status(self) -> CredentialStatus:
         return CredentialStatus(type="token", state="ok")
+
+
+class StaticKey:
+    """``auth.type = "api_key"`` (a key in a header or the query) and ``"basic"`` (user and
+    password): a credential that never changes and is not a bearer token, so it places itself on
+    the request (:meth:`place`) instead of the ``Authorization: Bearer`` header."""
+
+    refreshable = False
+
+    def __init__(self, auth: ApiKeyAuth | BasicAuth) -> None:
+        self._auth = auth
+        if isinstance(auth, BasicAuth):
+            pair = f"{auth.username}:{auth.password.get_secret_value()}".encode()
+            self._value = "Basic " + base64.b64encode(pair).decode()
+        else:
+            self._value = auth.prefix + auth.key.get_secret_value()
+
+    async def token(self) -> str:
+        return self._value
+
+    async def invalidate(self, token: str) -> None:
+        return None
+
+    async def status(self) -> CredentialStatus:
+        return CredentialStatus(type=self._auth.type, state="ok")
+
+    def place(self, request: httpx.Request, token: str) -> None:
+        auth = self._auth
+        if isinstance(auth, BasicAuth):
+            request.headers["Authorization"] = token
+        elif auth.header is not None:
+            request.headers[auth.header] = token
+        else:
+            assert auth.query_param is not None
+            request.url = request.url.copy_merge_params({auth.query_param: token})
+
+
+def authorize(provider: object, request: httpx.Request, token: str) -> None:
+    """Put ``token`` from ``provider`` on ``request``: a bearer token unless the provider
+    places its credential itself (:class:`StaticKey`)."""
+    if isinstance(provider, StaticKey):
+        provider.place(request, token)
+    else:
+        request.headers["Authorization"] = f"Bearer {token}"
 
 
 class _Fetched:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import httpx
 import structlog
 
-from switchboard.credentials import CredentialsUnavailable, TokenProvider
+from switchboard.credentials import CredentialsUnavailable, TokenProvider, authorize
 from switchboard.http import _metrics as metrics
 from switchboard.http._breaker import CircuitBreaker
 from switchboard.http._budget import DEFAULT_BUCKET, Bucket, BudgetExhausted, Limit, LocalBudget
@@ -119,12 +119,13 @@ class ConnectionClient:
                         raise self._defer(mode, exhausted, exc.wait) from None
                     finally:
                         self._gauge_budget(budget)
-                    headers = dict(extra_headers)
-                    if token is not None:
-                        headers["Authorization"] = f"Bearer {token}"
                     started = time.perf_counter()
                     try:
-                        request = self._http.build_request(method, url, headers=headers, **kwargs)
+                        request = self._http.build_request(
+                            method, url, headers=extra_headers, **kwargs
+                        )
+                        if token is not None:
+                            authorize(self.tokens, request, token)
                         response = await self._http.send(request, stream=_stream)
                     except httpx.TransportError as exc:
                         verdict = "failure"

@@ -1,18 +1,20 @@
-"""A declarative REST CRM: everything provider-specific is configuration.
+"""A declarative REST CRM: everything provider-specific is configuration (:mod:`.spec`).
 
-The REST shape it speaks (the common one, and the only one supported today):
+The REST shape it speaks:
 
-* ``GET {paths.list}?page=&per_page=`` (pages from 1) → ``{"data": [records], "next_page": n |
-  null}`` (a bare list is one last page);
-* ``GET {paths.item}`` → the record | 404; ``POST {paths.create}`` → 201 the record;
-  ``PUT {paths.item}`` merges the given fields → the record | 404; ``DELETE {paths.item}`` → 204
-  | 404. ``{id}`` in ``paths.item`` is replaced by the record's ``id_field`` value.
-* Records are flat objects in the CRM's field names; ``fields`` maps ours to theirs.
+* ``GET {paths.list}`` paged as ``pagination`` says (page numbers, offsets, or a cursor from the
+  body or the ``Link`` header; default ACME's ``?page=&per_page=`` → ``{"data": [records],
+  "next_page": n | null}``), the records at ``records_path`` (a bare list is one last page);
+* ``GET {paths.item}`` → the record | 404; ``POST {paths.create}`` → the record;
+  ``PUT`` (or ``PATCH``) ``{paths.item}`` merges the given fields → the record | 404; ``DELETE
+  {paths.item}`` → 2xx | 404. ``{id}`` in ``paths.item`` is replaced by the record's id.
+* ``fields`` maps ours to field paths into their records (nested objects, the primary item of a
+  list: :mod:`.paths`).
 
 Each endpoint class has its own rate budget (``Bucket``) sized by the connection's
 ``rate_limit``, because CRMs of this kind (ACME) count requests per client *and endpoint*.
 There is no lookup by email in this shape: :meth:`MappedCrmContacts.find_by_email` scans the
-list (one request per ``per_page`` records) — fine for the small CRMs this kind is for; the hub's
+list (one request per page) — fine for the small CRMs this kind is for; the hub's
 own store is the fast path. Nor does this shape refuse a second record with the same email, so
 :meth:`MappedCrmContacts.create` looks first and raises ``DuplicateContact`` (409), as HubSpot
 does on its own. The look and the create are two calls: two creates of one email racing each
@@ -21,7 +23,7 @@ other can still both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
@@ -41,10 +43,11 @@ from switchboard.connectors.crm import (
     read_each,
     write_each,
 )
+from switchboard.connectors.mapped_crm import paginators
 from switchboard.connectors.mapped_crm.mapping import FieldMap
+from switchboard.connectors.mapped_crm.paginators import PageToken
 from switchboard.http import Bucket, ConnectionClient, Mode
 
-PER_PAGE = 100
 CONCURRENCY = 4
 """Calls at once of one batch (this REST shape has no batch endpoint: one call per contact)."""
 
@@ -63,6 +66,9 @@ class MappedCrmClient:
     def __init__(self, http: ConnectionClient, conn: MappedCrmConnection, *, mode: Mode) -> None:
         self.http = http
         self.paths = conn.paths
+        self.pagination = conn.pagination
+        self.records_path = conn.records_path
+        self.update_method = conn.update_method
         self.mode = mode
         self.connection = http.name
         self.calls = 0
@@ -71,27 +77,47 @@ class MappedCrmClient:
         self.calls += 1
         return await self.http.request(method, url, **kw)
 
-    async def list_page(
-        self, *, page: int, per_page: int = PER_PAGE
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """One page of records and the next page number (``None`` after the last)."""
+    @property
+    def first_page(self) -> PageToken:
+        """The token of the first page (``list_page(page=client.first_page)``)."""
+        return paginators.first_page(self.pagination)
+
+    async def list_page(self, *, page: PageToken) -> tuple[list[dict[str, Any]], PageToken]:
+        """One page of records and the next page's token (``None`` after the last)."""
+        url, params = paginators.page_request(self.pagination, page)
         with self._errors():
             response = await self._request(
                 "GET",
-                self.paths.list,
-                params={"page": page, "per_page": per_page},
+                url or self.paths.list,
+                # None, not {}: httpx replaces a URL's own query with an empty params dict.
+                params=params or None,
                 bucket=_LIST,
                 mode=self.mode,
             )
         body = json_body(response, self.connection)
-        if isinstance(body, list):
-            return self._records(body), None
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise malformed(self.connection, "expected {data: [...], next_page}", body)
-        next_page = body.get("next_page")
-        if next_page is not None and not (isinstance(next_page, int) and next_page > page):
-            raise malformed(self.connection, f"next_page {next_page!r} after page {page}", body)
-        return self._records(body["data"]), next_page
+        items, bare = paginators.select_records(self.records_path, body, self.connection)
+        records = self._records(items)
+        if bare:
+            return records, None
+        following = paginators.next_page(
+            self.pagination,
+            page,
+            body=body,
+            records=records,
+            response=response,
+            connection=self.connection,
+        )
+        return records, following
+
+    async def pages(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page's records, from the first."""
+        page = self.first_page
+        while True:
+            records, following = await self.list_page(page=page)
+            yield records
+            if following is None:
+                return
+            page = following
 
     async def get(self, *, record_id: str) -> dict[str, Any] | None:
         with self._errors():
@@ -110,10 +136,16 @@ class MappedCrmClient:
         return self._record(json_body(response, self.connection))
 
     async def update(self, *, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        """``PUT`` (merge) the given fields; 404 → ``ContactNotFound``."""
+        """``PUT`` (or ``PATCH``: ``update_method``) the given fields, which the CRM merges; 404
+        → ``ContactNotFound``."""
         with self._errors():
             response = await self._request(
-                "PUT", self._item(record_id), json=record, bucket=_UPDATE, mode=self.mode
+                self.update_method,
+                self._item(record_id),
+                json=record,
+                bucket=_UPDATE,
+                mode=self.mode,
+                idempotent=True,
             )
         return self._record(json_body(response, self.connection))
 
@@ -146,7 +178,9 @@ class MappedCrmContacts:
     def __init__(self, http: ConnectionClient, conn: MappedCrmConnection, *, mode: Mode) -> None:
         self.client = MappedCrmClient(http, conn, mode=mode)
         self.connection = http.name
-        self.map = FieldMap(http.name, dict(conn.fields), conn.id_field)
+        self.map = FieldMap(
+            http.name, dict(conn.fields), conn.id_field, updated_at_field=conn.updated_at_field
+        )
 
     async def get(self, external_id: str) -> CrmContact | None:
         record = await self.client.get(record_id=external_id)
@@ -154,15 +188,12 @@ class MappedCrmContacts:
 
     async def find_by_email(self, email: str) -> CrmContact | None:
         """Scans the list (this REST shape has no lookup by email)."""
-        vendor_email = self.map.ours_to_theirs.get("email")
-        if vendor_email is None:
+        if "email" not in self.map.ours_to_theirs:
             return None
         wanted = email.strip().lower()
-        page: int | None = 1
-        while page is not None:
-            records, page = await self.client.list_page(page=page)
+        async for records in self.client.pages():
             for record in records:
-                value = record.get(vendor_email)
+                value = self.map.read("email", record)
                 if isinstance(value, str) and value.strip().lower() == wanted:
                     return self.map.from_vendor(record)
         return None
