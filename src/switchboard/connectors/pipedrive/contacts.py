@@ -10,12 +10,13 @@ writes by a moment, so two creates of one email racing each other can still both
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.connectors.crm import (
     ContactNotFound,
     ContactWrite,
     CrmContact,
+    CrmContacts,
     DuplicateContact,
     Fields,
     WriteResult,
@@ -123,3 +124,7 @@ class PipedriveContacts:
         return await write_each(
             self, writes, create_missing=create_missing, concurrency=CONCURRENCY
         )
+
+
+if TYPE_CHECKING:  # mypy proves the adapter implements the hub's CRM interface
+    _crm: type[CrmContacts] = PipedriveContacts
