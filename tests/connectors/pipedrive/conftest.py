@@ -7,6 +7,7 @@ Until Pipedrive is registered as a provider, the connections file cannot name ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,8 +26,9 @@ NAME = "pipedrive"
 @pytest.fixture
 def clock() -> FakeClock:
     """One clock for the hub's outbound layer and the simulator's rate windows: a Retry-After
-    the client sleeps on moves the simulator's time too."""
-    return FakeClock()
+    the client sleeps on moves the simulator's time too. It starts at the real time: the hub
+    stamps a person that vanished without a trace with its own clock."""
+    return FakeClock(start=time.time())
 
 
 @pytest.fixture
