@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -237,8 +238,8 @@ class PipedriveSimulator:
             or not hmac.compare_digest(secret, expected)
         ):
             return JSONResponse({"success": False, "message": "Invalid client"}, status_code=401)
-        form = await request.form()
-        refresh = str(form.get("refresh_token") or "")
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("latin-1")).items()}
+        refresh = form.get("refresh_token") or ""
         if form.get("grant_type") != "refresh_token" or refresh not in self.refresh_tokens:
             return JSONResponse(
                 {"error": "invalid_grant", "message": "Invalid grant"}, status_code=400
