@@ -132,8 +132,17 @@ async def test_an_answer_outside_the_envelope_is_malformed(asgi_server: Any, tmp
     async def unsuccessful(_: Request) -> JSONResponse:
         return JSONResponse({"success": False, "data": {"id": 1}})
 
+    async def nothing_found(_: Request) -> JSONResponse:
+        return JSONResponse({"success": True, "data": None})
+
     url = asgi_server(
-        Starlette(routes=[Route("/v1/persons", wrong), Route("/v1/persons/1", unsuccessful)])
+        Starlette(
+            routes=[
+                Route("/v1/persons", wrong),
+                Route("/v1/persons/1", unsuccessful),
+                Route("/v1/persons/search", nothing_found),
+            ]
+        )
     )
     conn = connection(url)
     settings = make_settings(Backend("sqlite+aiosqlite:///unused.db", None), tmp_path)
@@ -144,5 +153,6 @@ async def test_an_answer_outside_the_envelope_is_malformed(asgi_server: Any, tmp
             await bad.list_page()
         with pytest.raises(MalformedResponse):
             await bad.get(person_id="1")
+        assert await bad.search(term="a@b.io") == ([], None)  # data null: no match
     finally:
         await outbound.aclose()

@@ -55,7 +55,7 @@ async def test_create_get_update_delete(crm: PipedriveContacts, sim: PipedriveSi
 
     await crm.archive(created.external_id)
     assert await crm.get(created.external_id) is None
-    deleted = await crm.get_deleted(created.external_id)
+    deleted = await crm.get_archived(created.external_id)
     assert deleted is not None and deleted.archived and deleted.fields["lastName"] == "Byron"
     await crm.archive(created.external_id)  # idempotent
     await crm.archive("999999")

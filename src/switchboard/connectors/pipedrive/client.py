@@ -101,7 +101,9 @@ class PipedriveClient:
         with self._errors():
             response = await self._request("GET", f"{PERSONS}/search", params=params)
         body = self._envelope(response)
-        data = body.get("data") or {}
+        data = body.get("data")
+        if data is None:  # no match, in the list endpoint's way
+            return [], None
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise malformed(self.connection, "expected data.items in a search answer", body)

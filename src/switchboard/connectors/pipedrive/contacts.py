@@ -52,8 +52,9 @@ class PipedriveContacts:
             return None
         return from_person(person, self.connection)
 
-    async def get_deleted(self, external_id: str) -> CrmContact | None:
-        """The person if Pipedrive still holds it deleted (``update_time`` is when)."""
+    async def get_archived(self, external_id: str) -> CrmContact | None:
+        """The person if Pipedrive still holds it deleted (``update_time`` is when): the same
+        method as HubSpot's adapter, for the refresh job's "gone" path."""
         person = await self.client.get(person_id=external_id)
         if person is None or person.get("active_flag") is not False:
             return None
