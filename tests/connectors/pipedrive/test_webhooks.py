@@ -260,3 +260,27 @@ async def test_the_simulator_retries_a_refused_delivery(
         (401, 2),
     ]
     assert await jobs(db) == []
+
+
+async def test_a_merge_in_pipedrive_refreshes_both_persons(
+    hub_url: str, sim: PipedriveSimulator, sim_url: str, db: Database
+) -> None:
+    kept = sim.store.create({"name": "Ada Lovelace", "email": "ada@example.com"})
+    dup = sim.store.create({"name": "Ada L", "email": "ada@work.example"})
+    sim.webhooks.configure(url=hub_url + PATH, http_auth_user=USER, http_auth_password=PASSWORD)
+    async with httpx.AsyncClient(base_url=sim_url) as control:
+        merged = await control.post(
+            f"/_sandbox/pipedrive/persons/{dup['id']}/merge", json={"into": kept["id"]}
+        )
+    assert merged.status_code == 200
+    assert [e["value"] for e in merged.json()["email"]] == ["ada@example.com", "ada@work.example"]
+
+    async def delivered() -> bool:
+        return sim.webhooks.outbox.stats()["delivered"] == 1
+
+    await eventually(delivered)
+    [attempt] = sim.webhooks.outbox.attempts()
+    assert json.loads(attempt.body)["event"] == "merged.person"
+    assert sorted(j.payload["external_id"] for j in await jobs(db)) == sorted(
+        [str(kept["id"]), str(dup["id"])]
+    )

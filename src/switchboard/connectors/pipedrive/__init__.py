@@ -10,7 +10,12 @@ needs.
 from switchboard.connectors.pipedrive.client import PipedriveClient
 from switchboard.connectors.pipedrive.contacts import PipedriveContacts
 from switchboard.connectors.pipedrive.mapping import from_person, to_person_body
-from switchboard.connectors.pipedrive.oauth import AUTHORIZE_URL, SCOPES, TOKEN_URL
+from switchboard.connectors.pipedrive.oauth import (
+    AUTHORIZE_URL,
+    SCOPES,
+    TOKEN_CLIENT_AUTH,
+    TOKEN_URL,
+)
 from switchboard.connectors.pipedrive.ratelimit import RateLimitHeaders, read_rate_limit
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
@@ -24,6 +29,7 @@ __all__ = [
     "KIND",
     "SCOPES",
     "STREAM",
+    "TOKEN_CLIENT_AUTH",
     "TOKEN_URL",
     "PipedriveClient",
     "PipedriveConnection",

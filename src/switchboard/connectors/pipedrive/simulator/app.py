@@ -16,9 +16,11 @@
 
 Control endpoints (no auth, no limit): ``POST /_sandbox/pipedrive/persons`` (``{"count",
 "seed"}`` seeds persons, anything else creates one), ``PUT|DELETE
-/_sandbox/pipedrive/persons/{id}``, ``GET|PUT|PATCH /_sandbox/pipedrive/webhooks`` (``url``,
-``http_auth_user``, ``http_auth_password``, ``max_attempts``, ``retry_base_seconds``) with
-``stats`` and ``attempts``; plus the shared ``/_sandbox/faults`` and ``/_sandbox/requests``.
+/_sandbox/pipedrive/persons/{id}``, ``POST /_sandbox/pipedrive/persons/{id}/merge``
+(``{"into": id}``: a ``merged.person`` webhook), ``GET|PUT|PATCH
+/_sandbox/pipedrive/webhooks`` (``url``, ``http_auth_user``, ``http_auth_password``,
+``max_attempts``, ``retry_base_seconds``) with ``stats`` and ``attempts``; plus the shared
+``/_sandbox/faults`` and ``/_sandbox/requests``.
 """
 
 from __future__ import annotations
@@ -276,6 +278,11 @@ class PipedriveSimulator:
                     made = self.store.seed(int(body["count"]), seed=int(body.get("seed", 0)))
                     return JSONResponse([as_api(p) for p in made], status_code=201)
                 return JSONResponse(as_api(self.store.create(body)), status_code=201)
+            if request.url.path.endswith("/merge"):
+                into = (await _body(request)).get("into")
+                if isinstance(into, bool) or not isinstance(into, int):
+                    raise Refused(400, "into must be a person id")
+                return JSONResponse(as_api(self.store.merge(_person_id(request), into=into)))
             if request.method == "DELETE":
                 self.store.delete(_person_id(request))
                 return Response(status_code=204)
@@ -300,6 +307,7 @@ class PipedriveSimulator:
             Route(item, self._api(self.delete_person), methods=["DELETE"]),
             Route(control, self.control, methods=["POST"]),
             Route(control + "/{person_id}", self.control, methods=["PUT", "DELETE"]),
+            Route(control + "/{person_id}/merge", self.control, methods=["POST"]),
             Route("/_sandbox/pipedrive/webhooks", self.control, methods=["GET", "PUT", "PATCH"]),
         ]
 

@@ -144,6 +144,26 @@ class Store:
             person["update_time"] = self.now()
         self._changed("deleted", None, previous)
 
+    def merge(self, person_id: int, *, into: int) -> Person:
+        """Merge ``person_id`` into ``into``: ``into`` remains (gaining the other's emails and
+        phones it lacks) and the other is deleted; one ``merged`` change, whose current is the
+        remaining person (``merge_what_id``: the merged one) and previous the merged one."""
+        if person_id == into:
+            raise Refused(400, "Cannot merge a person with itself.")
+        with self._lock:
+            merged, kept = self._live(person_id), self._live(into)
+            previous = copy.deepcopy(merged)
+            for key in ("email", "phone"):
+                values = {i["value"] for i in kept[key]}
+                kept[key] += [
+                    {**i, "primary": False} for i in merged[key] if i["value"] not in values
+                ]
+            merged["active_flag"] = False
+            merged["update_time"] = kept["update_time"] = self.now()
+            current = {**copy.deepcopy(kept), "merge_what_id": person_id}
+        self._changed("merged", current, previous)
+        return current
+
     def get(self, person_id: int) -> Person:
         with self._lock:
             person = self.persons.get(person_id)
