@@ -12,6 +12,7 @@ import httpx
 import structlog
 
 from switchboard.credentials import CredentialsUnavailable, TokenProvider
+from switchboard.errors import RetryLater
 from switchboard.http import _metrics as metrics
 from switchboard.http._breaker import CircuitBreaker
 from switchboard.http._budget import DEFAULT_BUCKET, Bucket, BudgetExhausted, Limit, LocalBudget
@@ -20,7 +21,6 @@ from switchboard.http._clock import Clock
 from switchboard.http._errors import CircuitOpen, ProviderRejected, ProviderUnavailable
 from switchboard.http._errors import from_response as _from_response
 from switchboard.http._retry import IDEMPOTENT_METHODS, NOT_SENT, RetryPolicy, retry_after
-from switchboard.jobs import RetryLater
 
 log = structlog.get_logger("switchboard.http")
 

@@ -11,8 +11,9 @@ anything else (exponential backoff with full jitter until ``max_attempts`` or th
 for many changes), each job keeping its own outcome (``JobContext.fail``).
 """
 
+from switchboard.errors import RetryLater
 from switchboard.jobs.queue import enqueue
-from switchboard.jobs.registry import JobContext, RetryLater, handler, registry
+from switchboard.jobs.registry import JobContext, handler, registry
 from switchboard.jobs.schedules import ScheduleSpec
 
 batch_handler = registry.batch_handler

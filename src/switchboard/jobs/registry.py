@@ -11,20 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.config import Config
 from switchboard.db import Database
 
-if TYPE_CHECKING:  # switchboard.http imports RetryLater from here
+if TYPE_CHECKING:
     from switchboard.http import Outbound
-
-
-class RetryLater(Exception):
-    """Run this job again in ``seconds`` (e.g. a provider's Retry-After).
-
-    It does not use up one of the job's attempts; only the deadline bounds it.
-    """
-
-    def __init__(self, seconds: float, reason: str = "") -> None:
-        self.seconds = max(float(seconds), 0.0)
-        self.reason = reason or f"retry later ({self.seconds:g}s)"
-        super().__init__(self.reason)
 
 
 OutcomeWrite = Callable[[AsyncSession, "str | None"], Awaitable[None]]

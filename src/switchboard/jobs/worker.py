@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from switchboard import metrics
 from switchboard.config import Config
 from switchboard.db import Database, utcnow
-from switchboard.errors import TerminalError, TransientError
+from switchboard.errors import RetryLater, TerminalError, TransientError
 from switchboard.http import Outbound
 from switchboard.jobs import queue
-from switchboard.jobs.registry import JobContext, OutcomeWrite, Registry, RetryLater
+from switchboard.jobs.registry import JobContext, OutcomeWrite, Registry
 from switchboard.models import Job
 
 log = structlog.get_logger("switchboard.jobs")
