@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.config import (
-    ConfigError,
-    HubSpotConnection,
-    MappedCrmConnection,
-    load_config,
-    load_settings,
-    mask_url,
-    parse_duration,
-)
+from switchboard.config import load_config
+from switchboard.connectors.hubspot.settings import HubSpotConnection
+from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
+from switchboard.settings import ConfigError, load_settings, mask_url, parse_duration
 
 DESIGN_EXAMPLE = """
 [server]

@@ -10,8 +10,7 @@ from fastapi import APIRouter
 
 from switchboard import metrics
 from switchboard.config import Config
-from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - syncers, refresh job
-from switchboard.contacts import webhooks as _crm_receivers  # noqa: F401 - CRM webhooks
+from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - the refresh job
 from switchboard.db import Database
 from switchboard.jobs import queue
 from switchboard.jobs.registry import registry
@@ -19,7 +18,6 @@ from switchboard.jobs.runtime import Runtime
 from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.reports import tasks as task_reports
 from switchboard.tasks import service as tasks_service
-from switchboard.tasks import webhooks as _todo_receiver  # noqa: F401 - registers the receiver
 from switchboard.users import tasks as _users_tasks  # noqa: F401 - registers the handler
 from switchboard.webhooks import tasks as webhook_tasks
 
@@ -33,13 +31,12 @@ def routers() -> list[APIRouter]:
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
-    from switchboard.syncs import registry as syncs_registry
+    from switchboard.syncs import tasks as _syncs_tasks  # noqa: F401 - the sync jobs
     from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
     from switchboard.users.endpoints import router as users
     from switchboard.webhooks.endpoints import router as webhooks
 
-    syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
     return [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]

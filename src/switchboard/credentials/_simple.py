@@ -9,7 +9,6 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from switchboard.config import ClientCredentialsAuth, NangoAuth, TokenAuth
 from switchboard.credentials._common import (
     CachedToken,
     CredentialStatus,
@@ -25,6 +24,7 @@ from switchboard.credentials._errors import (
     CredentialsUnavailable,
     NeedsReauthorization,
 )
+from switchboard.settings import ClientCredentialsAuth, NangoAuth, TokenAuth
 
 if TYPE_CHECKING:
     from switchboard.http._clock import Clock

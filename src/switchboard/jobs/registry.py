@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config
 from switchboard.db import Database
 
 if TYPE_CHECKING:
+    from switchboard.config import Config
     from switchboard.http import Outbound
 
 
@@ -59,7 +59,7 @@ class JobContext:
 
 Handler = Callable[[JobContext], Awaitable[None]]
 BatchHandler = Callable[[list[JobContext]], Awaitable[None]]
-Concurrency = int | Callable[[Config], int]
+Concurrency = int | Callable[["Config"], int]
 
 
 class Registry:

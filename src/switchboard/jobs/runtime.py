@@ -4,15 +4,18 @@ worker and one scheduler per process."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 import structlog
 
-from switchboard.config import Config
 from switchboard.db import Database
 from switchboard.http import Outbound
 from switchboard.jobs.registry import Registry
 from switchboard.jobs.schedules import Scheduler, ScheduleSpec
 from switchboard.jobs.worker import Worker
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 log = structlog.get_logger("switchboard.runtime")
 

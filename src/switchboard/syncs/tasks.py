@@ -5,7 +5,7 @@ from __future__ import annotations
 from switchboard.http import Outbound
 from switchboard.jobs import JobContext, RetryLater, handler
 from switchboard.syncs import service
-from switchboard.syncs.registry import JOB_KIND, TICK_KIND, SyncContext, syncer_for
+from switchboard.syncs.registry import JOB_KIND, TICK_KIND, SyncContext
 
 
 @handler(TICK_KIND)
@@ -23,7 +23,7 @@ async def tick(ctx: JobContext) -> None:
 async def run(ctx: JobContext) -> None:
     name = str(ctx.payload["connection"])
     conn = ctx.config.connection(name)
-    if conn is None or syncer_for(conn.kind) is None:
+    if conn is None or ctx.config.provider_of(conn).syncer is None:
         return
     # The API process's outbound clients (breaker state, budgets) when there is one; a
     # dedicated worker builds its own for the run.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -18,15 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from switchboard.batching import BatchWriter
-from switchboard.config import Config, Connection, TodoWebhooksConnection
+from switchboard.connectors.todo_webhooks.settings import TodoWebhooksConnection
 from switchboard.db import Database, lock_keys
 from switchboard.errors import Unauthorized
 from switchboard.parsing import InvalidJson, parse_json
 from switchboard.tasks import service
 from switchboard.tasks.schemas import TodoEvent
 from switchboard.tasks.service import Outcome
-from switchboard.webhooks import receiver
 from switchboard.webhooks import service as deliveries
+
+if TYPE_CHECKING:
+    from switchboard.config import Config, Connection
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,6 @@ def _writer(request: Request, db: Database) -> BatchWriter[Delivery, Outcome]:
     return writer
 
 
-@receiver("todo_webhooks")
 async def receive_todo(
     request: Request, name: str, conn: Connection, db: Database, config: Config
 ) -> Response:

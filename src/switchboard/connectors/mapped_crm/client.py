@@ -28,7 +28,6 @@ from urllib.parse import quote
 
 import httpx
 
-from switchboard.config import MappedCrmConnection
 from switchboard.connectors.crm import (
     ContactWrite,
     CrmContact,
@@ -42,6 +41,7 @@ from switchboard.connectors.crm import (
     write_each,
 )
 from switchboard.connectors.mapped_crm.mapping import FieldMap
+from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
 from switchboard.http import Bucket, ConnectionClient, Mode
 
 PER_PAGE = 100
