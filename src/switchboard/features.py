@@ -1,5 +1,6 @@
-"""The composition root: which routers, background work, readiness checks and metric refreshers
-the hub is made of. Each feature adds itself here, and nowhere else."""
+"""The composition root: which routers, job handlers, schedules, readiness checks and metric
+refreshers the hub is made of. Each feature adds itself here, and nowhere else; the providers
+are listed in :mod:`switchboard.providers`."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from fastapi import APIRouter
 
 from switchboard import metrics
 from switchboard.config import Config
-from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - the refresh job
+from switchboard.contacts import tasks as contacts_tasks
 from switchboard.db import Database
-from switchboard.jobs import queue
-from switchboard.jobs.registry import registry
+from switchboard.jobs import Registry, queue
 from switchboard.jobs.runtime import Runtime
 from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.reports import tasks as task_reports
+from switchboard.syncs import registry as syncs_registry
+from switchboard.syncs import tasks as syncs_tasks
 from switchboard.tasks import service as tasks_service
-from switchboard.users import tasks as _users_tasks  # noqa: F401 - registers the handler
+from switchboard.users import tasks as users_tasks
+from switchboard.users.service import JOB_KIND as USERS_JOB
 from switchboard.webhooks import tasks as webhook_tasks
 
 ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
@@ -31,7 +34,6 @@ def routers() -> list[APIRouter]:
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
-    from switchboard.syncs import tasks as _syncs_tasks  # noqa: F401 - the sync jobs
     from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
     from switchboard.users.endpoints import router as users
@@ -53,8 +55,30 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     return specs
 
 
+def job_registry() -> Registry:
+    """Every job kind the hub runs, and its handler."""
+    jobs = Registry()
+    jobs.add(syncs_registry.TICK_KIND, syncs_tasks.tick)
+    jobs.add(syncs_registry.JOB_KIND, syncs_tasks.run)
+    jobs.add_batch(
+        contacts_tasks.EVENT_JOB,
+        contacts_tasks.refresh,
+        size=contacts_tasks.REFRESH_BATCH,
+        concurrency=contacts_tasks.REFRESH_CONCURRENCY,
+    )
+    jobs.add_batch(
+        USERS_JOB,
+        users_tasks.propagate,
+        size=users_tasks.BATCH,
+        concurrency=users_tasks.concurrency,
+    )
+    jobs.add(webhook_tasks.PRUNE, webhook_tasks.prune)
+    jobs.add(task_reports.KIND, task_reports.run_scheduled)
+    return jobs
+
+
 def build_runtime(config: Config, db: Database) -> Runtime:
-    return Runtime(db, config, registry, schedules(config))
+    return Runtime(db, config, job_registry(), schedules(config))
 
 
 def readiness_checks(config: Config, db: Database) -> dict[str, ReadinessCheck]:

@@ -161,7 +161,8 @@ class Settings(BaseSettings):
         timedelta(days=1), description="How long succeeded jobs are kept."
     )
     job_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Extra modules to import that register job handlers."
+        default_factory=list,
+        description="Extra modules of job handlers: each one's register(registry) adds them.",
     )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, description="How long running jobs may finish at shutdown."

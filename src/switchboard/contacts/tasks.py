@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.connectors.crm import CrmContact, CrmContacts, KeepsArchive, crm_client
 from switchboard.contacts import service
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, RetryLater, batch_handler
+from switchboard.jobs import JobContext, RetryLater
 from switchboard.models import Job, User
 from switchboard.users.service import JOB_KIND as USERS_JOB
 
@@ -26,11 +26,12 @@ def event_job_key(connection: str, external_id: str) -> str:
 
 
 REFRESH_BATCH = 100
-"""Contacts re-read per run: HubSpot's ``batch/read`` takes 100 ids."""
+"""Contacts re-read per run (a CRM's batch read takes about 100 ids)."""
+REFRESH_CONCURRENCY = 4
+"""Refresh batches one worker runs at once: a rate-limited CRM must not take every slot."""
 
 
-@batch_handler(EVENT_JOB, size=REFRESH_BATCH, concurrency=4)  # a rate-limited CRM must not
-async def refresh(jobs: list[JobContext]) -> None:  # take every slot
+async def refresh(jobs: list[JobContext]) -> None:
     """Events are not applied from their payloads: they arrive unordered, duplicated and
     partial, so the job reads the contacts' current state, many with one batch read. Jobs of one
     contact share a key (one at a time, coalesced), and the store refuses anything older than

@@ -72,7 +72,7 @@ class Registry:
     def handler(
         self, kind: str, *, concurrency: Concurrency | None = None
     ) -> Callable[[Handler], Handler]:
-        """Decorator: ``@registry.handler("users.propagate")``.
+        """Decorator: ``@registry.handler("users.propagate")`` (or :meth:`add`).
 
         ``concurrency`` caps the jobs of this kind one worker runs at once (a number, or a
         function of the configuration). Give it to kinds that wait on a shared provider: when the
@@ -82,14 +82,18 @@ class Registry:
         """
 
         def register(fn: Handler) -> Handler:
-            if self.get(kind) is not None and self._handlers.get(kind) is not fn:
-                raise ValueError(f"a handler for job kind {kind!r} is already registered")
-            self._handlers[kind] = fn
-            if concurrency is not None:
-                self._concurrency[kind] = concurrency
+            self.add(kind, fn, concurrency=concurrency)
             return fn
 
         return register
+
+    def add(self, kind: str, fn: Handler, *, concurrency: Concurrency | None = None) -> None:
+        """Run jobs of ``kind`` with ``fn`` (see :meth:`handler`)."""
+        if self.get(kind) is not None and self._handlers.get(kind) is not fn:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._handlers[kind] = fn
+        if concurrency is not None:
+            self._concurrency[kind] = concurrency
 
     def batch_handler(
         self, kind: str, *, size: int, concurrency: Concurrency | None = None
@@ -109,15 +113,23 @@ class Registry:
             raise ValueError("a batch size is at least 1")
 
         def register(fn: BatchHandler) -> BatchHandler:
-            if self.get(kind) is not None and self._batch_handlers.get(kind) is not fn:
-                raise ValueError(f"a handler for job kind {kind!r} is already registered")
-            self._batch_handlers[kind] = fn
-            self._batch_sizes[kind] = size
-            if concurrency is not None:
-                self._concurrency[kind] = concurrency
+            self.add_batch(kind, fn, size=size, concurrency=concurrency)
             return fn
 
         return register
+
+    def add_batch(
+        self, kind: str, fn: BatchHandler, *, size: int, concurrency: Concurrency | None = None
+    ) -> None:
+        """Run jobs of ``kind`` up to ``size`` at once with ``fn`` (see :meth:`batch_handler`)."""
+        if size < 1:
+            raise ValueError("a batch size is at least 1")
+        if self.get(kind) is not None and self._batch_handlers.get(kind) is not fn:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._batch_handlers[kind] = fn
+        self._batch_sizes[kind] = size
+        if concurrency is not None:
+            self._concurrency[kind] = concurrency
 
     def get(self, kind: str) -> Handler | BatchHandler | None:
         return self._handlers.get(kind) or self._batch_handlers.get(kind)
@@ -148,9 +160,3 @@ class Registry:
     @property
     def kinds(self) -> list[str]:
         return sorted({*self._handlers, *self._batch_handlers})
-
-
-registry = Registry()
-"""The process-wide registry features register their handlers in."""
-
-handler = registry.handler

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, RetryLater, handler
+from switchboard.jobs import JobContext, RetryLater
 from switchboard.syncs import service
-from switchboard.syncs.registry import JOB_KIND, TICK_KIND, SyncContext
+from switchboard.syncs.registry import SyncContext
 
 
-@handler(TICK_KIND)
 async def tick(ctx: JobContext) -> None:
     """A schedule slot: queue the connection's sync under its key (so it never overlaps a sync
     requested on demand)."""
@@ -19,7 +18,6 @@ async def tick(ctx: JobContext) -> None:
         await service.enqueue_sync(session, name)
 
 
-@handler(JOB_KIND)
 async def run(ctx: JobContext) -> None:
     name = str(ctx.payload["connection"])
     conn = ctx.config.connection(name)
