@@ -1,10 +1,13 @@
-"""Settings (environment, ``SWITCHBOARD_*``) and the connections file (TOML).
+"""The configuration: process settings plus the connections file (TOML).
 
 Two sources, validated once at start-up:
 
-* :class:`Settings` — process settings from ``SWITCHBOARD_*`` variables and ``.env``.
+* :class:`Settings` — process settings from ``SWITCHBOARD_*`` variables and ``.env``
+  (:mod:`switchboard.settings`, with the value types every layer shares).
 * :class:`HubConfig` — the connections file (``./switchboard.toml`` or ``$SWITCHBOARD_CONFIG``), in
   which ``${VAR}`` (or ``${VAR:-default}``) is replaced from the environment before validation.
+  Each connection is validated by the settings model of its provider, chosen by ``kind``
+  (:data:`switchboard.providers.PROVIDERS`).
 
 Any problem raises :class:`ConfigError` whose message names the offending field; the CLI turns it
 into exit code 2.

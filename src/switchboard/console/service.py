@@ -244,6 +244,7 @@ async def deliveries(
 @dataclass
 class FeedView:
     name: str
+    kind: str
     endpoint: str | None
     interval: timedelta
     summary: dict[str, Any]
@@ -270,6 +271,7 @@ async def feeds(session: AsyncSession, config: Config, *, runs: int) -> list[Fee
         views.append(
             FeedView(
                 name=name,
+                kind=conn.kind,
                 endpoint=public_endpoint(conn),
                 interval=every,
                 summary=summary,
