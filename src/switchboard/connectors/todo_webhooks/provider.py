@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from switchboard.connectors.base import Provider
 from switchboard.connectors.todo_webhooks.settings import TodoWebhooksConnection
-from switchboard.tasks.webhooks import receive_todo
+from switchboard.connectors.todo_webhooks.webhooks import receive
 
 PROVIDER = Provider(
-    kind="todo_webhooks", settings=TodoWebhooksConnection, receiver=receive_todo, outbound=False
+    kind="todo_webhooks", settings=TodoWebhooksConnection, receiver=receive, outbound=False
 )
