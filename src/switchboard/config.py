@@ -33,6 +33,7 @@ from switchboard.settings import (
     ConfigError,
     ConnectionSettings,
     Duration,
+    OAuth2Auth,
     Settings,
     Strict,
     describe,
@@ -107,6 +108,18 @@ class HubConfig(Strict):
                     f"connection name {name!r}: use lowercase letters, digits, - and _"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _token_urls(self) -> HubConfig:
+        for name, conn in self.connections.items():
+            auth = getattr(conn, "auth", None)
+            no_default = _BY_KIND[conn.kind].oauth is None
+            if isinstance(auth, OAuth2Auth) and auth.token_url is None and no_default:
+                raise ValueError(
+                    f"connections.{name}.auth.token_url: required "
+                    f"({conn.kind} has no default token endpoint)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> HubConfig:
