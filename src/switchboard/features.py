@@ -18,6 +18,7 @@ from switchboard.jobs.runtime import Runtime
 from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.reports import tasks as task_reports
 from switchboard.syncs import registry as syncs_registry
+from switchboard.syncs import service as syncs_service
 from switchboard.syncs import tasks as syncs_tasks
 from switchboard.tasks import service as tasks_service
 from switchboard.users import tasks as users_tasks
@@ -49,8 +50,6 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
     if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
-    from switchboard.syncs import service as syncs_service
-
     specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
     return specs
 
