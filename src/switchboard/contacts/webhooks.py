@@ -47,7 +47,7 @@ async def reject(
     return Unauthorized(detail)
 
 
-def json_body(body: bytes, expected: str) -> Any:
+def parse_body(body: bytes, expected: str) -> Any:
     try:
         return parse_json(body)
     except InvalidJson as exc:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from switchboard.connectors.hubspot.mapping import FROM_HUBSPOT
 from switchboard.connectors.hubspot.settings import HubSpotConnection
 from switchboard.contacts.tasks import CHANGED, CREATED, Echo
-from switchboard.contacts.webhooks import MAX_MS, Event, apply, bounded_id, json_body, reject
+from switchboard.contacts.webhooks import MAX_MS, Event, apply, bounded_id, parse_body, reject
 from switchboard.db import Database
 from switchboard.errors import BadRequest
 from switchboard.parsing import ascii_int, same_signature
@@ -49,7 +49,7 @@ def echo_form(event: dict[str, Any]) -> Echo | None:
 def hubspot_events(body: bytes) -> list[Event]:
     """HubSpot's event array; each event keyed on subscriptionId + eventId + objectId +
     occurredAt (``eventId`` alone is not unique, HUBSPOT.md)."""
-    data = json_body(body, "a JSON array of events")
+    data = parse_body(body, "a JSON array of events")
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

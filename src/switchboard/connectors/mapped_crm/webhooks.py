@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request, Response
 
 from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
-from switchboard.contacts.webhooks import Event, apply, bounded_id, json_body, reject
+from switchboard.contacts.webhooks import Event, apply, bounded_id, parse_body, reject
 from switchboard.db import Database
 from switchboard.errors import BadRequest
 from switchboard.parsing import same_signature
@@ -29,7 +29,7 @@ async def receive(
         digest = hmac.new(conn.webhook_secret.get_secret_value().encode(), body, hashlib.sha256)
         if not same_signature("sha256=" + digest.hexdigest(), presented.strip()):
             raise await reject(db, request, name, body, "Invalid X-Acme-Signature")
-    data = json_body(body, "a JSON object")
+    data = parse_body(body, "a JSON object")
     payload = data.get("payload") if isinstance(data, dict) else None
     record_id = bounded_id(payload.get(conn.id_field)) if isinstance(payload, dict) else None
     event_id = bounded_id(data.get("id")) if isinstance(data, dict) else None
