@@ -32,13 +32,14 @@ test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
+	$(BIN)/python tools/check_cycles.py src/switchboard
 
 fmt: $(DEV_STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools
 
 clean:
 	rm -rf $(VENV) switchboard.db switchboard.db-wal switchboard.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,11 @@
 """Handlers for benchmark workers (SWITCHBOARD_JOB_MODULES=bench.handlers)."""
 
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext, Registry
 
 
-@handler("bench.noop")
 async def noop(ctx: JobContext) -> None:
     return None
+
+
+def register(registry: Registry) -> None:
+    registry.add("bench.noop", noop)

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.config import (
-    ConfigError,
-    HubSpotConnection,
-    MappedCrmConnection,
-    load_config,
-    load_settings,
-    mask_url,
-    parse_duration,
-)
+from switchboard.config import load_config
+from switchboard.connectors.hubspot.settings import HubSpotConnection
+from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
+from switchboard.settings import ConfigError, load_settings, mask_url, parse_duration
 
 DESIGN_EXAMPLE = """
 [server]
@@ -94,7 +89,16 @@ def test_missing_variable_names_the_field(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         ('[connections.x]\nkind = "hubspot"\n', r"connections\.x\.hubspot\.auth: Field required"),
-        ('[connections.x]\nkind = "salesforce"\n', r"connections\.x"),
+        (
+            '[connections.x]\nkind = "salesforce"\n',
+            r"connections\.x: .*expected tags: 'hubspot', 'mapped_crm', 'xml_feed', 'todo_webhooks'",
+        ),
+        (
+            '[connections.x]\nkind = "mapped_crm"\nbase_url = "http://crm"\n'
+            'auth = { type = "oauth2", client_id = "c", client_secret = "s", refresh_token = "r" }\n'
+            'paths = { list = "/l", item = "/l/{id}", create = "/l" }\nfields = { email = "e" }\n',
+            r"connections\.x\.auth\.token_url: required \(mapped_crm has no default token endpoint\)",
+        ),
         (
             '[connections.x]\nkind = "xml_feed"\nurl = "u"\ninterval = "soon"\n',
             r"connections\.x\.xml_feed\.interval: .*not a duration",
@@ -111,6 +115,17 @@ def test_invalid_files_name_the_bad_field(tmp_path: Path, toml: str, message: st
     settings = load_settings(_env_file=None, config=write(tmp_path, toml))
     with pytest.raises(ConfigError, match=message):
         load_config(settings, env={})
+
+
+def test_hubspot_oauth2_defaults_to_its_token_endpoint(tmp_path: Path) -> None:
+    toml = (
+        '[connections.x]\nkind = "hubspot"\n'
+        'auth = { type = "oauth2", client_id = "c", client_secret = "s", refresh_token = "r" }\n'
+    )
+    config = load_config(load_settings(_env_file=None, config=write(tmp_path, toml)), env={})
+    provider = config.provider("x")
+    assert provider is not None and provider.oauth is not None
+    assert provider.oauth.token_path == "/oauth/v1/token"
 
 
 def test_no_file_is_an_empty_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

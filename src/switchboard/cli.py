@@ -24,11 +24,8 @@ from switchboard.config import (
     SANDBOX_PORT,
     SANDBOX_URLS_ENV,
     Config,
-    ConfigError,
-    is_loopback,
     is_zero_config,
     load_config,
-    mask_urls,
     running_sandbox,
     sandbox_state_path,
     with_sandbox,
@@ -37,6 +34,7 @@ from switchboard.config import (
 from switchboard.db import Database
 from switchboard.logs import configure_logging
 from switchboard.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
+from switchboard.settings import ConfigError, is_loopback, mask_urls
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchboard integration hub.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")

@@ -1,10 +1,13 @@
-"""Settings (environment, ``SWITCHBOARD_*``) and the connections file (TOML).
+"""The configuration: process settings plus the connections file (TOML).
 
 Two sources, validated once at start-up:
 
-* :class:`Settings` — process settings from ``SWITCHBOARD_*`` variables and ``.env``.
+* :class:`Settings` — process settings from ``SWITCHBOARD_*`` variables and ``.env``
+  (:mod:`switchboard.settings`, with the value types every layer shares).
 * :class:`HubConfig` — the connections file (``./switchboard.toml`` or ``$SWITCHBOARD_CONFIG``), in
   which ``${VAR}`` (or ``${VAR:-default}``) is replaced from the environment before validation.
+  Each connection is validated by the settings model of its provider, chosen by ``kind``
+  (:data:`switchboard.providers.PROVIDERS`).
 
 Any problem raises :class:`ConfigError` whose message names the offending field; the CLI turns it
 into exit code 2.
@@ -12,7 +15,6 @@ into exit code 2.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -20,377 +22,50 @@ import tomllib
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from switchboard.connectors.mapped_crm.spec import (
-    PagePagination,
-    Pagination,
-    PathText,
-    RateLimitHeaders,
-    RecordsPathText,
-    SignatureScheme,
-    WebhookEvents,
-    WritablePathText,
-    check_hub_fields,
+from switchboard.connectors.base import Provider
+from switchboard.providers import PROVIDERS
+from switchboard.settings import (
+    LOOPBACK_HOSTS,
+    ConfigError,
+    ConnectionSettings,
+    Duration,
+    OAuth2Auth,
+    Settings,
+    Strict,
+    describe,
+    load_settings,
+    process_alive,
 )
 
-
-class ConfigError(Exception):
-    """The configuration is invalid."""
-
-
-# --- small value types -----------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"30s"``, ``"5m"``, ``"1h"``, ``"500ms"``, ``"2d"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 500ms)")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class RateLimit(BaseModel):
-    """``"10/60s"``: at most ``requests`` requests per ``per`` window."""
-
-    model_config = ConfigDict(frozen=True)
-
-    requests: int = Field(gt=0)
-    per: timedelta
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            count, sep, window = value.partition("/")
-            if not sep or not count.strip().isdigit():
-                raise ValueError(f"not a rate limit: {value!r} (use e.g. 10/60s)")
-            return {"requests": int(count), "per": parse_duration(window or "1s")}
-        return value
-
-    def __str__(self) -> str:
-        return f"{self.requests}/{self.per.total_seconds():g}s"
-
-
-def _split_csv(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-# --- process settings ------------------------------------------------------------------------
-
-
-class Settings(BaseSettings):
-    """Process settings. Every field is ``SWITCHBOARD_<NAME>`` in the environment or ``.env``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", validate_default=True
-    )
-
-    database_url: str = Field(
-        "sqlite+aiosqlite:///./switchboard.db",
-        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://…",
-    )
-    database_schema: str | None = Field(
-        None, description="PostgreSQL only: schema to use (created if missing); default public."
-    )
-    database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
-    config: Path = Field(Path("switchboard.toml"), description="Path of the connections file.")
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Comma-separated API keys (added to [server] api_keys)."
-    )
-    secret_key: SecretStr | None = Field(
-        None, description="Key that encrypts stored credentials; generated into data_dir if unset."
-    )
-    secret_key_previous: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="Earlier secret keys, comma-separated: they still decrypt, never encrypt "
-        "(key rotation; `switchboard credentials rekey` re-encrypts under the current key).",
-    )
-    data_dir: Path = Field(
-        Path("."),
-        description="Where generated files live: the secret key, and a zero-config serve's "
-        "simulator URLs (.switchboard/sandbox.json).",
-    )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = Field(
-        "auto", description="auto: console on a TTY, JSON lines otherwise."
-    )
-    access_log: bool = Field(True, description="Log one line per HTTP request.")
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Host names the server answers to (any port), comma-separated; "
-        "`*.example.com` matches subdomains, `*` any host. Unset: loopback names only when no API "
-        "key is configured (DNS rebinding cannot reach the open API), any host otherwise.",
-    )
-    feed_max_bytes: int = Field(
-        1 << 30,
-        ge=1024,
-        description="Largest feed document, decompressed (a larger one fails the run).",
-    )
-    feed_max_download_bytes: int = Field(
-        1 << 30,
-        ge=1024,
-        description="Largest feed answer as sent on the wire (compressed or not).",
-    )
-
-    sandbox: bool = Field(
-        True,
-        description="With no connections file, `serve` starts the built-in provider simulators "
-        "(ports 8101-8105), wires every connection to them and adds demo data (--no-demo: none).",
-    )
-
-    # Durable jobs (switchboard.jobs).
-    embedded_runtime: bool = Field(
-        True, description="Run jobs and schedules inside `serve` (off: API-only process)."
-    )
-    worker_concurrency: int = Field(16, ge=1, description="Jobs run at once per process.")
-    job_poll_interval: float = Field(0.1, gt=0, description="Seconds between claims when idle.")
-    job_lease_seconds: float = Field(30.0, gt=0, description="Lease of a running job.")
-    job_max_attempts: int = Field(10, ge=1, description="Default attempts before a job is dead.")
-    job_backoff_base: float = Field(1.0, ge=0, description="First retry wait (seconds).")
-    job_backoff_cap: float = Field(3600.0, ge=0, description="Longest retry wait (seconds).")
-    job_retention: Duration = Field(
-        timedelta(days=1), description="How long succeeded jobs are kept."
-    )
-    job_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Extra modules to import that register job handlers."
-    )
-    shutdown_grace_seconds: float = Field(
-        20.0, ge=0, description="How long running jobs may finish at shutdown."
-    )
-
-    # Inbound webhook log (switchboard.webhooks).
-    webhook_retention: Duration = Field(
-        timedelta(days=30), description="How long webhook deliveries are kept."
-    )
-    webhook_max_bytes: int = Field(
-        256 * 1024 * 1024,
-        ge=0,
-        description="Most bytes of bodies and answers the webhook log keeps (rejected deliveries "
-        "are pruned first, oldest first; 0: no size bound).",
-    )
-    webhook_rejected_body_bytes: int = Field(
-        1024, ge=0, description="Body prefix kept of a delivery that was not applied."
-    )
-    webhook_rejected_rate: Annotated[RateLimit, NoDecode] = Field(
-        RateLimit(requests=30, per=timedelta(minutes=1)),
-        description="Rejected deliveries logged per connection and client address (the rest are "
-        "answered, not logged).",
-    )
-    webhook_rejected_connection_rate: Annotated[RateLimit, NoDecode] = Field(
-        RateLimit(requests=300, per=timedelta(minutes=1)),
-        description="Rejected deliveries logged per connection, whatever the address.",
-    )
-
-    # Outbound HTTP (switchboard.http).
-    http_max_attempts: int = Field(4, ge=1, description="Tries of one outbound call.")
-    http_request_max_wait: float = Field(
-        10.0, ge=0, description="Longest total retry wait of a call made for an API request."
-    )
-    http_job_max_wait: float = Field(
-        60.0, ge=0, description="Longest total retry wait inside a job (longer: RetryLater)."
-    )
-    http_breaker_failures: int = Field(
-        5, ge=1, description="Consecutive failures (transport, 5xx) that open the breaker."
-    )
-    http_breaker_cooldown: float = Field(
-        30.0, gt=0, description="Seconds an open breaker waits before one probe call."
-    )
-
-    _split_keys = field_validator(
-        "api_keys", "job_modules", "secret_key_previous", "allowed_hosts", mode="before"
-    )(_split_csv)
-
-    @field_validator("database_url")
-    @classmethod
-    def _known_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("use sqlite+aiosqlite:///file.db or postgresql+asyncpg://user@host/db")
-        return value
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
+__all__ = ["Config", "ConfigError", "Connection", "HubConfig", "Settings", "load_config"]
 
 # --- the connections file --------------------------------------------------------------------
 
+if TYPE_CHECKING:
+    Connection = ConnectionSettings
+else:
+    Connection = Annotated[
+        Union[tuple(p.settings for p in PROVIDERS)],  # noqa: UP007 - built from the list
+        Field(discriminator="kind"),
+    ]
+"""One connection's settings: the settings model of its provider, chosen by ``kind``."""
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TokenAuth(_Strict):
-    """A static bearer token (e.g. a HubSpot private-app token)."""
-
-    type: Literal["token"]
-    token: SecretStr
-
-
-class OAuth2Auth(_Strict):
-    """OAuth2 refresh-token grant."""
-
-    type: Literal["oauth2"]
-    client_id: str
-    client_secret: SecretStr
-    refresh_token: SecretStr
-    token_url: str | None = Field(None, description="Default: {base_url}/oauth/v1/token")
+_BY_KIND: dict[str, Provider] = {p.kind: p for p in PROVIDERS}
 
 
-class NangoAuth(_Strict):
-    """Credentials fetched from a Nango connection."""
-
-    type: Literal["nango"]
-    base_url: str = "https://api.nango.dev"
-    secret_key: SecretStr
-    connection_id: str
-    provider_config_key: str
-
-
-class ClientCredentialsAuth(_Strict):
-    """OAuth2 client-credentials grant returning a JWT."""
-
-    type: Literal["client_credentials"]
-    token_url: str
-    client_id: str
-    client_secret: SecretStr
-
-
-class ApiKeyAuth(_Strict):
-    """A static API key sent in a header (``header = "X-Api-Key"``, optionally after a
-    ``prefix`` such as ``"Token "``) or in the query (``query_param = "api_key"``)."""
-
-    type: Literal["api_key"]
-    key: SecretStr
-    header: str | None = None
-    query_param: str | None = None
-    prefix: str = ""
-
-    @model_validator(mode="after")
-    def _one_place(self) -> ApiKeyAuth:
-        if (self.header is None) == (self.query_param is None):
-            raise ValueError("set exactly one of header or query_param")
-        return self
-
-
-class BasicAuth(_Strict):
-    """HTTP basic authentication."""
-
-    type: Literal["basic"]
-    username: str
-    password: SecretStr = SecretStr("")
-
-
-Auth = Annotated[
-    TokenAuth | OAuth2Auth | NangoAuth | ClientCredentialsAuth | ApiKeyAuth | BasicAuth,
-    Field(discriminator="type"),
-]
-
-
-class _ConnectionBase(_Strict):
-    connect_timeout: Duration = Field(timedelta(seconds=5), description="TCP connect timeout.")
-    read_timeout: Duration = Field(timedelta(seconds=30), description="Response read timeout.")
-    rate_limit: RateLimit | None = Field(None, description='e.g. "100/10s"')
-
-
-class HubSpotConnection(_ConnectionBase):
-    kind: Literal["hubspot"]
-    base_url: str = "https://api.hubapi.com"
-    auth: Auth
-    webhook_secret: SecretStr | None = None
-    sync_interval: Duration = timedelta(minutes=5)
-    archived_interval: Duration | None = Field(
-        None,
-        description="List archived contacts (how a sync sees deletions) at most this often; "
-        "unset: every run. Each listing reads every archived contact, so a large account may "
-        "prefer e.g. 1h and rely on webhooks for prompt deletions.",
-    )
-    properties: list[str] = Field(
-        default_factory=lambda: ["email", "firstname", "lastname", "phone", "company"]
-    )
-
-
-class MappedCrmPaths(_Strict):
-    list: str
-    item: str
-    create: str
-
-
-class MappedCrmConnection(_ConnectionBase):
-    kind: Literal["mapped_crm"]
-    base_url: str
-    auth: Auth
-    paths: MappedCrmPaths
-    fields: dict[str, WritablePathText]
-    id_field: PathText = "id"
-    webhook_secret: SecretStr | None = None
-    sync_interval: Duration = timedelta(minutes=5)
-    # The declarative shape (connectors/mapped_crm/spec.py); the defaults are ACME's.
-    updated_at_field: PathText | None = None
-    records_path: RecordsPathText = "data"
-    pagination: Pagination = PagePagination()
-    update_method: Literal["PUT", "PATCH"] = "PUT"
-    signature: SignatureScheme = SignatureScheme()
-    webhook_events: WebhookEvents = WebhookEvents()
-    rate_limit_headers: RateLimitHeaders = RateLimitHeaders()
-
-    _hub_fields = field_validator("fields")(check_hub_fields)
-
-
-class XmlFeedConnection(_ConnectionBase):
-    kind: Literal["xml_feed"]
-    url: str
-    interval: Duration = timedelta(seconds=30)
-    timezone: str = "UTC"
-
-
-class TodoWebhooksConnection(_Strict):
-    kind: Literal["todo_webhooks"]
-    secret: SecretStr | None = None
-
-
-Connection = Annotated[
-    HubSpotConnection | MappedCrmConnection | XmlFeedConnection | TodoWebhooksConnection,
-    Field(discriminator="kind"),
-]
-
-
-class ServerSection(_Strict):
+class ServerSection(Strict):
     api_keys: list[SecretStr] = Field(default_factory=list)
 
 
-class ContactsSection(_Strict):
+class ContactsSection(Strict):
     default_connection: str | None = None
 
 
-class UsersSection(_Strict):
+class UsersSection(Strict):
     crm_connection: str | None = None
     create_missing: bool = True
     retry_for: Duration = Field(
@@ -406,7 +81,7 @@ class UsersSection(_Strict):
     )
 
 
-class ReportsSection(_Strict):
+class ReportsSection(Strict):
     interval: Duration = timedelta(seconds=60)
     dir: Path = Path("reports")
     settle: Duration = Field(
@@ -415,7 +90,7 @@ class ReportsSection(_Strict):
     )
 
 
-class HubConfig(_Strict):
+class HubConfig(Strict):
     """The connections file, validated."""
 
     server: ServerSection = Field(default_factory=ServerSection)
@@ -435,8 +110,19 @@ class HubConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _token_urls(self) -> HubConfig:
+        for name, conn in self.connections.items():
+            auth = getattr(conn, "auth", None)
+            no_default = _BY_KIND[conn.kind].oauth is None
+            if isinstance(auth, OAuth2Auth) and auth.token_url is None and no_default:
+                raise ValueError(
+                    f"connections.{name}.auth.token_url: required "
+                    f"({conn.kind} has no default token endpoint)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _references(self) -> HubConfig:
-        crm_kinds = {"hubspot", "mapped_crm"}
         for section, name in (
             ("contacts.default_connection", self.contacts.default_connection),
             ("users.crm_connection", self.users.crm_connection),
@@ -446,13 +132,9 @@ class HubConfig(_Strict):
             conn = self.connections.get(name)
             if conn is None:
                 raise ValueError(f"{section}: no connection named {name!r}")
-            if conn.kind not in crm_kinds:
+            if not _BY_KIND[conn.kind].is_crm:
                 raise ValueError(f"{section}: connection {name!r} is not a CRM ({conn.kind})")
         return self
-
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-MASK = "***"
 
 
 class Config:
@@ -470,6 +152,16 @@ class Config:
 
     def connection(self, name: str) -> Connection | None:
         return self.hub.connections.get(name)
+
+    def provider(self, name: str) -> Provider | None:
+        """The provider of connection ``name`` (None: no such connection)."""
+        conn = self.hub.connections.get(name)
+        return None if conn is None else _BY_KIND[conn.kind]
+
+    @staticmethod
+    def provider_of(conn: ConnectionSettings) -> Provider:
+        """The provider of a connection's settings."""
+        return _BY_KIND[conn.kind]
 
     @cached_property
     def allowed_hosts(self) -> tuple[str, ...] | None:
@@ -507,23 +199,6 @@ def _interpolate(node: Any, path: str, env: dict[str, str]) -> Any:
     return node
 
 
-def _describe(error: ValidationError, prefix: str) -> str:
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
-        # Discriminated unions add the tag to the location (connections.x.hubspot.auth); keep it
-        # readable but precise.
-        lines.append(f"{prefix}{loc}: {item['msg']}")
-    return "; ".join(lines)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError("invalid setting " + _describe(exc, "SWITCHBOARD_")) from None
-
-
 def load_config(settings: Settings | None = None, env: dict[str, str] | None = None) -> Config:
     """Read and validate the connections file (missing file: empty configuration)."""
     settings = settings or load_settings()
@@ -541,7 +216,7 @@ def load_config(settings: Settings | None = None, env: dict[str, str] | None = N
     try:
         hub = HubConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + _describe(exc, "")) from None
+        raise ConfigError(f"{path}: " + describe(exc, "")) from None
     return Config(settings, hub, path)
 
 
@@ -579,19 +254,6 @@ def running_sandbox(settings: Settings) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in urls.items()}
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process of this machine with that id exists (another user's counts too)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def with_zero_config(config: Config, *, defaults: bool = True) -> Config:
     """The connections the zero-configuration ``serve`` uses, for any command: the simulators of
     the running ``serve`` when there is one, else (with ``defaults``) their fixed default ports.
@@ -610,43 +272,3 @@ def with_sandbox(config: Config, urls: dict[str, str]) -> Config:
         {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
     )
     return Config(config.settings, hub, None)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password and every query value replaced by ``***`` (either may be a
-    credential: ``postgresql://user:pw@host``, ``…/feed?key=…``), for showing configuration."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing of it
-        return MASK
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        userinfo = f"{user}:{MASK}" if colon else user
-    query = "&".join(
-        f"{name}={MASK}" if sep else name
-        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    # Assembled by hand: urlunsplit drops the empty authority of sqlite:///file.db.
-    head = url[: len(parts.scheme) + 3] if url[len(parts.scheme) :].startswith("://") else ""
-    return f"{head}{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
-
-
-def mask_urls(node: Any) -> Any:
-    """:func:`mask_url` applied to every URL string in a JSON-like value."""
-    if isinstance(node, dict):
-        return {k: mask_urls(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [mask_urls(v) for v in node]
-    if isinstance(node, str) and "://" in node:
-        return mask_url(node)
-    return node
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

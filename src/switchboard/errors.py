@@ -141,3 +141,15 @@ class TerminalError(ConnectorError):
     """The provider refused in a way that retrying cannot fix."""
 
     status_code = 502
+
+
+class RetryLater(Exception):
+    """Run this job again in ``seconds`` (e.g. a provider's Retry-After).
+
+    It does not use up one of the job's attempts; only the deadline bounds it.
+    """
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        self.seconds = max(float(seconds), 0.0)
+        self.reason = reason or f"retry later ({self.seconds:g}s)"
+        super().__init__(self.reason)

@@ -1,5 +1,6 @@
-"""The composition root: which routers, background work, readiness checks and metric refreshers
-the hub is made of. Each feature adds itself here, and nowhere else."""
+"""The composition root: which routers, job handlers, schedules, readiness checks and metric
+refreshers the hub is made of. Each feature adds itself here, and nowhere else; the providers
+are listed in :mod:`switchboard.providers`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ from fastapi import APIRouter
 
 from switchboard import metrics
 from switchboard.config import Config
-from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - syncers, refresh job
-from switchboard.contacts import webhooks as _crm_receivers  # noqa: F401 - CRM webhooks
+from switchboard.contacts import tasks as contacts_tasks
 from switchboard.db import Database
-from switchboard.jobs import queue
-from switchboard.jobs.registry import registry
+from switchboard.jobs import Registry, queue
 from switchboard.jobs.runtime import Runtime
 from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.reports import tasks as task_reports
+from switchboard.syncs import registry as syncs_registry
+from switchboard.syncs import service as syncs_service
+from switchboard.syncs import tasks as syncs_tasks
 from switchboard.tasks import service as tasks_service
-from switchboard.tasks import webhooks as _todo_receiver  # noqa: F401 - registers the receiver
-from switchboard.users import tasks as _users_tasks  # noqa: F401 - registers the handler
+from switchboard.users import tasks as users_tasks
+from switchboard.users.service import JOB_KIND as USERS_JOB
 from switchboard.webhooks import tasks as webhook_tasks
 
 ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
@@ -33,13 +35,11 @@ def routers() -> list[APIRouter]:
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
     from switchboard.reports.endpoints import router as reports
-    from switchboard.syncs import registry as syncs_registry
     from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
     from switchboard.users.endpoints import router as users
     from switchboard.webhooks.endpoints import router as webhooks
 
-    syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
     return [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
@@ -50,14 +50,34 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
     if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
-    from switchboard.syncs import service as syncs_service
-
     specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
     return specs
 
 
+def job_registry() -> Registry:
+    """Every job kind the hub runs, and its handler."""
+    jobs = Registry()
+    jobs.add(syncs_registry.TICK_KIND, syncs_tasks.tick)
+    jobs.add(syncs_registry.JOB_KIND, syncs_tasks.run)
+    jobs.add_batch(
+        contacts_tasks.EVENT_JOB,
+        contacts_tasks.refresh,
+        size=contacts_tasks.REFRESH_BATCH,
+        concurrency=contacts_tasks.REFRESH_CONCURRENCY,
+    )
+    jobs.add_batch(
+        USERS_JOB,
+        users_tasks.propagate,
+        size=users_tasks.BATCH,
+        concurrency=users_tasks.concurrency,
+    )
+    jobs.add(webhook_tasks.PRUNE, webhook_tasks.prune)
+    jobs.add(task_reports.KIND, task_reports.run_scheduled)
+    return jobs
+
+
 def build_runtime(config: Config, db: Database) -> Runtime:
-    return Runtime(db, config, registry, schedules(config))
+    return Runtime(db, config, job_registry(), schedules(config))
 
 
 def readiness_checks(config: Config, db: Database) -> dict[str, ReadinessCheck]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from switchboard.config import Settings
+from switchboard.settings import Settings
 
 # Keys whose values are never logged, wherever they appear in an event.
 _SECRET_KEY = re.compile(

@@ -29,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from switchboard.config import process_alive
+from switchboard.settings import process_alive
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client picks its value class once, when it is first imported: this is what the

@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext, Registry
 
 
 def _write(line: dict[str, object]) -> None:
@@ -20,7 +20,6 @@ def _write(line: dict[str, object]) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-@handler("test.record")
 async def record(ctx: JobContext) -> None:
     base = {"id": ctx.id, "key": ctx.key, "seq": ctx.payload.get("seq"), "pid": os.getpid()}
     _write({**base, "event": "start", "attempt": ctx.attempt, "t": time.time()})
@@ -29,6 +28,10 @@ async def record(ctx: JobContext) -> None:
     _write({**base, "event": "end", "attempt": ctx.attempt, "t": time.time()})
 
 
-@handler("test.noop")
 async def noop(ctx: JobContext) -> None:
     return None
+
+
+def register(registry: Registry) -> None:
+    registry.add("test.record", record)
+    registry.add("test.noop", noop)

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from switchboard.cli import app as cli
 from switchboard.config import Config, HubConfig, Settings
 from switchboard.db import Database, utcnow
-from switchboard.jobs.registry import JobContext, RetryLater
+from switchboard.errors import RetryLater
+from switchboard.jobs.registry import JobContext
 from switchboard.jobs.schedules import align
 from switchboard.models import ReportCursor
 from switchboard.reports import service

@@ -4,10 +4,9 @@
     contact = await crm.create({"email": "ada@example.com", "firstName": "Ada"})
     await crm.update(contact.external_id, {"lastName": "Lovelace"})
 
-Two implementations exist today: HubSpot (``connectors.hubspot``) and the declarative mapped CRM
-(``connectors.mapped_crm``). Our field names are :data:`FIELDS`; each connector maps them to the
-provider's and back, and refuses a field its map does not know (:class:`UnknownField`, 422)
-rather than writing it under a wrong name.
+Each CRM provider implements it (``Provider.crm`` builds its client). Our field names are
+:data:`FIELDS`; each connector maps them to the provider's and back, and refuses a field its map
+does not know (:class:`UnknownField`, 422) rather than writing it under a wrong name.
 
 Failures: :class:`DuplicateContact` (409), :class:`ContactNotFound` (404),
 :class:`UnknownField` / :class:`InvalidContact` (422), :class:`MalformedResponse` (502), and the
@@ -23,15 +22,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from switchboard.config import Config, HubSpotConnection, MappedCrmConnection
 from switchboard.errors import Conflict, NotFound, TerminalError, Unprocessable
 from switchboard.http import ProviderRejected
 
 if TYPE_CHECKING:
     import httpx
 
+    from switchboard.config import Config
     from switchboard.http import Outbound
 
 FIELDS = ("email", "firstName", "lastName", "phone", "company")
@@ -187,6 +186,15 @@ class CrmContacts(Protocol):
         ...
 
 
+@runtime_checkable
+class KeepsArchive(Protocol):
+    """A CRM that keeps deleted contacts readable (archived) for a while."""
+
+    async def get_archived(self, external_id: str) -> CrmContact | None:
+        """The contact if the CRM holds it archived (its ``updated_at``: when archived)."""
+        ...
+
+
 def crm_client(
     outbound: Outbound, config: Config, name: str, *, mode: Literal["request", "job"]
 ) -> CrmContacts:
@@ -195,15 +203,10 @@ def crm_client(
     ``mode="request"`` bounds retry waits for an API caller (then 503 + Retry-After);
     ``mode="job"`` lets long waits become ``RetryLater``."""
     conn = config.connection(name)
-    if isinstance(conn, HubSpotConnection):
-        from switchboard.connectors.hubspot.contacts import HubSpotContacts
-
-        return HubSpotContacts(outbound.client(name), conn, mode=mode)
-    if isinstance(conn, MappedCrmConnection):
-        from switchboard.connectors.mapped_crm.client import MappedCrmContacts
-
-        return MappedCrmContacts(outbound.client(name), conn, mode=mode)
-    raise NotACrm(f"No CRM connection named {name!r}")
+    provider = config.provider(name)
+    if conn is None or provider is None or provider.crm is None:
+        raise NotACrm(f"No CRM connection named {name!r}")
+    return provider.crm(outbound.client(name), conn, mode)
 
 
 def json_body(response: httpx.Response, connection: str) -> Any:

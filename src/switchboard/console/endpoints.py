@@ -23,7 +23,6 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import parse_duration
 from switchboard.console import charts, security, sessions
 from switchboard.console import service as console
 from switchboard.console.security import Session
@@ -33,6 +32,7 @@ from switchboard.errors import AppError, BadRequest, NotFound
 from switchboard.jobs import queue
 from switchboard.jobs import service as jobs_service
 from switchboard.models import Job, User
+from switchboard.settings import parse_duration
 from switchboard.syncs import service as syncs_service
 
 HERE = Path(__file__).parent
@@ -587,9 +587,7 @@ async def contacts_page(
         )
     except BadRequest:  # a cursor edited by hand: start over
         rows, next_cursor = [], None
-    crm = sorted(
-        n for n, c in config.hub.connections.items() if c.kind in ("hubspot", "mapped_crm")
-    )
+    crm = sorted(n for n, c in config.hub.connections.items() if config.provider_of(c).is_crm)
     counts = {name: await contacts_service.counts(db, name) for name in crm}
     return render(
         request,

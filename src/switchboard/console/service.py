@@ -17,7 +17,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, Connection, XmlFeedConnection
+from switchboard.config import Config, Connection
 from switchboard.db import Database, utcnow
 from switchboard.events import service as events_service
 from switchboard.http import Outbound
@@ -26,10 +26,8 @@ from switchboard.jobs.schedules import align
 from switchboard.models import Job, SyncRun, Task, User, WebhookDelivery
 from switchboard.reports import service as reports_service
 from switchboard.syncs import service as syncs_service
-from switchboard.syncs.registry import syncer_for
 from switchboard.users.service import JOB_KIND as USERS_JOB_KIND
 from switchboard.users.service import job_key as user_job_key
-from switchboard.webhooks.receivers import receiver_for
 
 log = structlog.get_logger("switchboard.console")
 
@@ -153,8 +151,8 @@ async def connections(
             kind=conn.kind,
             endpoint=public_endpoint(conn),
             auth=getattr(auth, "type", None),
-            can_sync=syncer_for(conn.kind) is not None,
-            receives_webhooks=receiver_for(conn.kind) is not None,
+            can_sync=config.provider_of(conn).syncer is not None,
+            receives_webhooks=config.provider_of(conn).receiver is not None,
         )
         if outbound is not None and name in outbound.names:
             status = await outbound.status(name)
@@ -210,7 +208,9 @@ async def deliveries(
     )
     for connection, outcome, count in rows.all():
         totals.setdefault(connection, {})[outcome] = int(count)
-    names = {n for n, c in config.hub.connections.items() if receiver_for(c.kind) is not None}
+    names = {
+        n for n, c in config.hub.connections.items() if config.provider_of(c).receiver is not None
+    }
     groups = []
     failed_first = case((WebhookDelivery.status_code >= 400, 0), else_=1)
     for name in sorted(names | totals.keys()):
@@ -244,6 +244,7 @@ async def deliveries(
 @dataclass
 class FeedView:
     name: str
+    kind: str
     endpoint: str | None
     interval: timedelta
     summary: dict[str, Any]
@@ -255,7 +256,9 @@ class FeedView:
 async def feeds(session: AsyncSession, config: Config, *, runs: int) -> list[FeedView]:
     views = []
     for name, conn in sorted(config.hub.connections.items()):
-        if not isinstance(conn, XmlFeedConnection):
+        syncer = config.provider_of(conn).syncer
+        every = syncer.interval(conn) if syncer is not None and syncer.stream == "events" else None
+        if every is None:  # not an event feed
             continue
         summary = await syncs_service.connection_summary(session, config, name)
         summary.update(await events_service.summary(session, name))
@@ -268,8 +271,9 @@ async def feeds(session: AsyncSession, config: Config, *, runs: int) -> list[Fee
         views.append(
             FeedView(
                 name=name,
+                kind=conn.kind,
                 endpoint=public_endpoint(conn),
-                interval=conn.interval,
+                interval=every,
                 summary=summary,
                 runs=await syncs_service.list_runs(session, name, limit=runs),
                 skipped_run=skipped_run,

@@ -1,4 +1,4 @@
-"""Contact syncers (``hubspot``, ``mapped_crm``) and the job that applies a CRM webhook event."""
+"""The job that applies a CRM webhook event: re-read the contact, store what the CRM says now."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.connectors.crm import CrmContact, CrmContacts, crm_client
-from switchboard.connectors.hubspot import HubSpotContacts
-from switchboard.connectors.hubspot.mapping import FROM_HUBSPOT
-from switchboard.contacts import service, sync
+from switchboard.connectors.crm import CrmContact, CrmContacts, KeepsArchive, crm_client
+from switchboard.contacts import service
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, RetryLater, batch_handler
+from switchboard.jobs import JobContext, RetryLater
 from switchboard.models import Job, User
-from switchboard.syncs import Syncer, register
 from switchboard.users.service import JOB_KIND as USERS_JOB
 
 EVENT_JOB = "contacts.refresh"
@@ -28,32 +25,13 @@ def event_job_key(connection: str, external_id: str) -> str:
     return f"contact:{connection}:{external_id}"
 
 
-register(
-    Syncer(
-        connection_kind="hubspot",
-        stream="contacts",
-        run=sync.sync_hubspot,
-        interval=sync.interval,
-        summary=sync.summary,
-    )
-)
-register(
-    Syncer(
-        connection_kind="mapped_crm",
-        stream="contacts",
-        run=sync.sync_mapped,
-        interval=sync.interval,
-        summary=sync.summary,
-    )
-)
-
-
 REFRESH_BATCH = 100
-"""Contacts re-read per run: HubSpot's ``batch/read`` takes 100 ids."""
+"""Contacts re-read per run (a CRM's batch read takes about 100 ids)."""
+REFRESH_CONCURRENCY = 4
+"""Refresh batches one worker runs at once: a rate-limited CRM must not take every slot."""
 
 
-@batch_handler(EVENT_JOB, size=REFRESH_BATCH, concurrency=4)  # a rate-limited CRM must not
-async def refresh(jobs: list[JobContext]) -> None:  # take every slot
+async def refresh(jobs: list[JobContext]) -> None:
     """Events are not applied from their payloads: they arrive unordered, duplicated and
     partial, so the job reads the contacts' current state, many with one batch read. Jobs of one
     contact share a key (one at a time, coalesced), and the store refuses anything older than
@@ -149,7 +127,7 @@ def _recent(occurred_at: Any, now: datetime) -> bool:
 async def _gone(ctx: JobContext, crm: CrmContacts, name: str, external_id: str) -> None:
     """The CRM does not hold the contact live: store it deleted."""
     deleted: CrmContact | None = None
-    if isinstance(crm, HubSpotContacts):
+    if isinstance(crm, KeepsArchive):
         deleted = await crm.get_archived(external_id)
     async with ctx.db.session() as session:
         if deleted is None:
@@ -177,20 +155,11 @@ ECHO_SETTLE = timedelta(seconds=1)
 write's record (``users.propagate``) may commit just after the CRM's webhook about it arrives."""
 
 Echo = list[Any]
-"""``[subscription type, property name, property value]`` of a HubSpot event."""
-
-
-def echo_form(event: Any) -> Echo | None:
-    """The event as :func:`own_writes` compares it, or None when it can never be an echo
-    (a deletion, merge or restore is always read back)."""
-    if not isinstance(event, dict):
-        return None
-    kind = event.get("subscriptionType") or event.get("eventType")
-    if kind == "contact.creation":
-        return [kind, None, None]
-    if kind == "contact.propertyChange":
-        return [kind, event.get("propertyName"), event.get("propertyValue")]
-    return None
+"""How an event may echo the hub's own write: ``["created", None, None]`` (a contact was
+created) or ``["changed", field, value]`` (one of our fields got that value). Each provider's
+webhook parser gives its events this form (``Event.echo``); None: never an echo (a deletion,
+merge or restore is always read back)."""
+CREATED, CHANGED = "created", "changed"
 
 
 async def own_writes(
@@ -216,14 +185,12 @@ async def own_writes(
         given = written.get(contact)
         if not given:
             continue
-        if kind == "contact.creation":
+        if kind == CREATED or (
+            kind == CHANGED
+            and name is not None
+            and any(_text(f.get(name), name) == _text(value, name) for f in given)
+        ):
             echoes.add(key)
-        else:
-            ours = FROM_HUBSPOT.get(str(name))
-            if ours is not None and any(
-                _text(f.get(ours), ours) == _text(value, ours) for f in given
-            ):
-                echoes.add(key)
     return echoes
 
 

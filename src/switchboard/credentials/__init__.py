@@ -18,15 +18,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from switchboard.config import (
-    ApiKeyAuth,
-    Auth,
-    BasicAuth,
-    ClientCredentialsAuth,
-    NangoAuth,
-    OAuth2Auth,
-    TokenAuth,
-)
 from switchboard.credentials._common import CredentialStatus, TokenProvider
 from switchboard.credentials._crypto import SecretBox, SecretKeyError, load_secret_box
 from switchboard.credentials._errors import (
@@ -44,6 +35,15 @@ from switchboard.credentials._simple import (
     authorize,
 )
 from switchboard.db import Database
+from switchboard.settings import (
+    ApiKeyAuth,
+    Auth,
+    BasicAuth,
+    ClientCredentialsAuth,
+    NangoAuth,
+    OAuth2Auth,
+    TokenAuth,
+)
 
 if TYPE_CHECKING:
     from switchboard.http._clock import Clock
@@ -78,16 +78,23 @@ def token_provider(
     box: SecretBox | None,
     clock: Clock,
     lease_seconds: float = 60.0,
+    token_path: str | None = None,
 ) -> TokenProvider:
-    """The provider for ``auth``; ``http`` is the connection's client (its timeouts apply)."""
+    """The provider for ``auth``; ``http`` is the connection's client (its timeouts apply).
+    ``token_path``: the provider's OAuth2 token endpoint on ``base_url`` (``auth.token_url``
+    wins)."""
     if isinstance(auth, TokenAuth):
         return StaticToken(auth)
     if isinstance(auth, OAuth2Auth):
         if db is None or box is None:
             raise ValueError(f"{connection}: oauth2 credentials need the database")
+        token_url = auth.token_url or token_path
+        if token_url is None:
+            raise ValueError(f"{connection}: auth.token_url is required (no default for it)")
         return OAuth2Tokens(
             connection,
             auth,
+            token_url=token_url,
             base_url=base_url,
             http=http,
             db=db,

@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from switchboard.config import Settings
+from switchboard.settings import Settings
 
 log = structlog.get_logger("switchboard.credentials")
 

@@ -24,7 +24,6 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import OAuth2Auth
 from switchboard.credentials._common import (
     CredentialStatus,
     as_datetime,
@@ -36,13 +35,13 @@ from switchboard.credentials._crypto import SecretBox
 from switchboard.credentials._errors import CredentialsError, NeedsReauthorization
 from switchboard.db import Database, insert
 from switchboard.models import Credential
+from switchboard.settings import OAuth2Auth
 
 if TYPE_CHECKING:
     from switchboard.http._clock import Clock
 
 log = structlog.get_logger("switchboard.credentials")
 
-DEFAULT_TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - HubSpot's endpoint, not a secret
 DEFAULT_EXPIRES_IN = 1800.0
 _MAX_EARLY = 300.0  # refresh at most 5 minutes early, at least a quarter of the lifetime early
 _POLL_MIN, _POLL_MAX = 0.02, 0.5
@@ -56,6 +55,7 @@ class OAuth2Tokens:
         connection: str,
         auth: OAuth2Auth,
         *,
+        token_url: str,
         base_url: str,
         http: httpx.AsyncClient,
         db: Database,
@@ -65,7 +65,7 @@ class OAuth2Tokens:
     ) -> None:
         self.connection = connection
         self._auth = auth
-        self._url = resolve_url(base_url, auth.token_url or DEFAULT_TOKEN_PATH)
+        self._url = resolve_url(base_url, token_url)
         self._http = http
         self._db = db
         self._box = box

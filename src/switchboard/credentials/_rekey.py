@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, OAuth2Auth
 from switchboard.credentials._crypto import SecretBox
 from switchboard.db import utcnow
 from switchboard.models import Credential
+from switchboard.settings import OAuth2Auth
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 
 async def rekey(session: AsyncSession, box: SecretBox, config: Config) -> int:

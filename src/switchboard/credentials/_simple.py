@@ -11,7 +11,6 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from switchboard.config import ApiKeyAuth, BasicAuth, ClientCredentialsAuth, NangoAuth, TokenAuth
 from switchboard.credentials._common import (
     CachedToken,
     CredentialStatus,
@@ -27,6 +26,7 @@ from switchboard.credentials._errors import (
     CredentialsUnavailable,
     NeedsReauthorization,
 )
+from switchboard.settings import ApiKeyAuth, BasicAuth, ClientCredentialsAuth, NangoAuth, TokenAuth
 
 if TYPE_CHECKING:
     from switchboard.http._clock import Clock

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import structlog
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from switchboard.config import Config
 from switchboard.errors import Unauthorized
 from switchboard.events.endpoints import (
     SEARCH_FAILED,
@@ -43,6 +43,9 @@ from switchboard.middleware import (
     _request_metrics,
     sane_request_id,
 )
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 log = structlog.get_logger("switchboard.events")
 

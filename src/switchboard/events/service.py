@@ -38,7 +38,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from switchboard.config import XmlFeedConnection
 from switchboard.connectors.xml_feed import (
     FeedClient,
     FeedParser,
@@ -49,6 +48,7 @@ from switchboard.connectors.xml_feed import (
     skip,
 )
 from switchboard.connectors.xml_feed.parser import MAX_EXAMPLES
+from switchboard.connectors.xml_feed.settings import XmlFeedConnection
 from switchboard.db import Database, UTCDateTime, insert, utcnow
 from switchboard.errors import AppError, TerminalError
 from switchboard.events import metrics

@@ -19,7 +19,14 @@ from switchboard.credentials import (
     NeedsReauthorization,
 )
 from switchboard.http._breaker import BreakerState, CircuitBreaker
-from switchboard.http._budget import Bucket
+from switchboard.http._budget import (
+    Bucket,
+    Limit,
+    RateLimitHeaders,
+    RateLimitReader,
+    header_int,
+    standard_headers,
+)
 from switchboard.http._client import ConnectionClient, Mode
 from switchboard.http._clock import Clock, SystemClock
 from switchboard.http._errors import CircuitOpen, ProviderRejected, ProviderUnavailable
@@ -37,12 +44,17 @@ __all__ = [
     "CredentialStatus",
     "CredentialsError",
     "CredentialsUnavailable",
+    "Limit",
     "Mode",
     "NeedsReauthorization",
     "Outbound",
     "ProviderRejected",
     "ProviderUnavailable",
+    "RateLimitHeaders",
+    "RateLimitReader",
     "RetryPolicy",
     "SystemClock",
+    "header_int",
     "readiness_check",
+    "standard_headers",
 ]

@@ -12,24 +12,26 @@ a token used late within its lease still cannot let a window hold more than ``ca
 if N+1 requests fell into one window, their grants would span less than ``window + margin``, and
 the last grant would have been refused. Grant times are wall-clock (hosts must be NTP-synced).
 
-Providers' headers correct the budget downwards only (``remaining`` below our own count means
-someone else spends on the same account); a 429 empties it until its Retry-After.
+Providers' headers (read by the provider's :data:`RateLimitReader`) correct the budget downwards
+only (``remaining`` below our own count means someone else spends on the same account); a 429
+empties it until its Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import RateLimit
 from switchboard.db import Database, insert, utcnow
 from switchboard.http._clock import Clock
 from switchboard.models import RateBucket
+from switchboard.settings import RateLimit
 
 DEFAULT_BUCKET = "default"
 _MAX_MARGIN = 0.5
@@ -239,6 +241,7 @@ class LocalBudget:
         clock: Clock,
         *,
         learned: bool = False,
+        reader: RateLimitReader | None = None,
     ) -> None:
         self.connection = connection
         self.bucket = bucket
@@ -247,6 +250,7 @@ class LocalBudget:
         self.remaining: int | None = limit.capacity if limit else None
         self._store = store
         self._clock = clock
+        self._read = reader or standard_headers
         self._tokens: deque[float] = deque()  # use-by times (monotonic) of leased tokens
         self._lock = asyncio.Lock()
         self._waiting = 0
@@ -301,20 +305,16 @@ class LocalBudget:
 
     async def observe(self, response: httpx.Response, retry_after: float | None) -> None:
         """Correct the budget from the provider's rate-limit headers (or a 429)."""
-        headers = response.headers
+        seen = self._read(response.headers, self._clock.time())
         if self.limit is None or self.learned:
-            learned = _advertised_limit(headers)
+            learned = seen.limit
             if learned is not None and learned != self.limit:
                 self.limit, self.learned = learned, True
                 self.remaining = learned.capacity
         limit = self.limit
         if limit is None:
             return
-        reset_in: float | None = None
-        remaining = _int(headers.get("x-hubspot-ratelimit-remaining"))
-        if remaining is None:
-            remaining = _int(headers.get("x-ratelimit-remaining"))
-            reset_in = _reset_in(headers.get("x-ratelimit-reset"), self._clock.time())
+        remaining, reset_in = seen.remaining, seen.reset_in
         if response.status_code == 429:
             remaining, reset_in = 0, retry_after if retry_after is not None else reset_in
         if remaining is None:
@@ -329,7 +329,32 @@ class LocalBudget:
         self._empty_until = 0.0
 
 
-def _int(value: str | None) -> int | None:
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """What a provider's answer says about its rate limit."""
+
+    remaining: int | None = None
+    """Requests left in the current window."""
+    reset_in: float | None = None
+    """Seconds until the window resets (None: unknown)."""
+    limit: Limit | None = None
+    """The window the provider announces (learned when none is configured)."""
+
+
+RateLimitReader = Callable[[httpx.Headers, float], RateLimitHeaders]
+"""``(headers, now as epoch seconds)``: a provider's rate-limit headers."""
+
+
+def standard_headers(headers: httpx.Headers, now: float) -> RateLimitHeaders:
+    """``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (the draft RFC's names)."""
+    return RateLimitHeaders(
+        remaining=header_int(headers.get("x-ratelimit-remaining")),
+        reset_in=_reset_in(headers.get("x-ratelimit-reset"), now),
+    )
+
+
+def header_int(value: str | None) -> int | None:
+    """A header's integer value (``"12"``, ``"12.0"``), or None."""
     if value is None:
         return None
     try:
@@ -347,12 +372,3 @@ def _reset_in(value: str | None, now: float) -> float | None:
     except ValueError:
         return None
     return max(number - now, 0.0) if number > 1_000_000_000 else max(number, 0.0)
-
-
-def _advertised_limit(headers: httpx.Headers) -> Limit | None:
-    """HubSpot announces its window: ``-Max`` requests per ``-Interval-Milliseconds``."""
-    cap = _int(headers.get("x-hubspot-ratelimit-max"))
-    interval = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
-    if cap and interval and cap > 0 and interval > 0:
-        return Limit(cap, interval / 1000)
-    return None

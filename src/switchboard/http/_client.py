@@ -12,15 +12,22 @@ import httpx
 import structlog
 
 from switchboard.credentials import CredentialsUnavailable, TokenProvider, authorize
+from switchboard.errors import RetryLater
 from switchboard.http import _metrics as metrics
 from switchboard.http._breaker import CircuitBreaker
-from switchboard.http._budget import DEFAULT_BUCKET, Bucket, BudgetExhausted, Limit, LocalBudget
+from switchboard.http._budget import (
+    DEFAULT_BUCKET,
+    Bucket,
+    BudgetExhausted,
+    Limit,
+    LocalBudget,
+    RateLimitReader,
+)
 from switchboard.http._budget import BudgetStore as _Store
 from switchboard.http._clock import Clock
 from switchboard.http._errors import CircuitOpen, ProviderRejected, ProviderUnavailable
 from switchboard.http._errors import from_response as _from_response
 from switchboard.http._retry import IDEMPOTENT_METHODS, NOT_SENT, RetryPolicy, retry_after
-from switchboard.jobs import RetryLater
 
 log = structlog.get_logger("switchboard.http")
 
@@ -42,6 +49,7 @@ class ConnectionClient:
         policy: RetryPolicy,
         clock: Clock,
         rng: random.Random,
+        rate_limit_headers: RateLimitReader | None = None,
     ) -> None:
         self.name = name
         self.tokens = tokens
@@ -52,6 +60,7 @@ class ConnectionClient:
         self._default_limit = default_limit
         self._clock = clock
         self._rng = rng
+        self._read_limits = rate_limit_headers
         self.budgets: dict[str, LocalBudget] = {}
 
     async def request(
@@ -250,7 +259,9 @@ class ConnectionClient:
         if budget is None:
             rate = bucket.rate_limit() if bucket is not None else None
             limit = Limit.of(rate) if rate is not None else self._default_limit
-            budget = LocalBudget(self.name, name, limit, self._store, self._clock)
+            budget = LocalBudget(
+                self.name, name, limit, self._store, self._clock, reader=self._read_limits
+            )
             self.budgets[name] = budget
         return budget
 

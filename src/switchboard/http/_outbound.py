@@ -6,12 +6,11 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from switchboard.config import Config, Connection, TodoWebhooksConnection
 from switchboard.credentials import (
     CredentialStatus,
     SecretBox,
@@ -25,6 +24,10 @@ from switchboard.http._budget import BudgetStore, DatabaseStore, Limit, MemorySt
 from switchboard.http._client import ConnectionClient
 from switchboard.http._clock import Clock, SystemClock
 from switchboard.http._retry import RetryPolicy
+from switchboard.settings import ConnectionBase
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 _by_database: weakref.WeakKeyDictionary[Database, Outbound] = weakref.WeakKeyDictionary()
 
@@ -93,7 +96,7 @@ class Outbound:
         return sorted(
             name
             for name, conn in self.config.hub.connections.items()
-            if not isinstance(conn, TodoWebhooksConnection)
+            if self.config.provider_of(conn).outbound
         )
 
     def client(self, name: str) -> ConnectionClient:
@@ -104,7 +107,7 @@ class Outbound:
         conn = self.config.connection(name)
         if conn is None:
             raise KeyError(f"no connection named {name!r}")
-        if isinstance(conn, TodoWebhooksConnection):
+        if not self.config.provider_of(conn).outbound or not isinstance(conn, ConnectionBase):
             raise ValueError(f"connection {name!r} ({conn.kind}) makes no outbound calls")
         client = self._build(name, conn)
         self._clients[name] = client
@@ -128,8 +131,8 @@ class Outbound:
         self._http.clear()
         self._clients.clear()
 
-    def _build(self, name: str, conn: Connection) -> ConnectionClient:
-        assert not isinstance(conn, TodoWebhooksConnection)
+    def _build(self, name: str, conn: ConnectionBase) -> ConnectionClient:
+        provider = self.config.provider_of(conn)
         connect = conn.connect_timeout.total_seconds()
         read = conn.read_timeout.total_seconds()
         base_url = getattr(conn, "base_url", "") or ""
@@ -154,6 +157,7 @@ class Outbound:
                 clock=self.clock,
                 # Longer than one token call can take, so a lease never lapses mid-refresh.
                 lease_seconds=connect + read + 10.0,
+                token_path=provider.oauth.token_path if provider.oauth is not None else None,
             )
         return ConnectionClient(
             name,
@@ -169,6 +173,7 @@ class Outbound:
             policy=self.policy,
             clock=self.clock,
             rng=self._rng,
+            rate_limit_headers=provider.rate_limit_headers,
         )
 
 

@@ -8,23 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config
 from switchboard.db import Database
 
-if TYPE_CHECKING:  # switchboard.http imports RetryLater from here
+if TYPE_CHECKING:
+    from switchboard.config import Config
     from switchboard.http import Outbound
-
-
-class RetryLater(Exception):
-    """Run this job again in ``seconds`` (e.g. a provider's Retry-After).
-
-    It does not use up one of the job's attempts; only the deadline bounds it.
-    """
-
-    def __init__(self, seconds: float, reason: str = "") -> None:
-        self.seconds = max(float(seconds), 0.0)
-        self.reason = reason or f"retry later ({self.seconds:g}s)"
-        super().__init__(self.reason)
 
 
 OutcomeWrite = Callable[[AsyncSession, "str | None"], Awaitable[None]]
@@ -71,7 +59,7 @@ class JobContext:
 
 Handler = Callable[[JobContext], Awaitable[None]]
 BatchHandler = Callable[[list[JobContext]], Awaitable[None]]
-Concurrency = int | Callable[[Config], int]
+Concurrency = int | Callable[["Config"], int]
 
 
 class Registry:
@@ -84,7 +72,7 @@ class Registry:
     def handler(
         self, kind: str, *, concurrency: Concurrency | None = None
     ) -> Callable[[Handler], Handler]:
-        """Decorator: ``@registry.handler("users.propagate")``.
+        """Decorator: ``@registry.handler("users.propagate")`` (or :meth:`add`).
 
         ``concurrency`` caps the jobs of this kind one worker runs at once (a number, or a
         function of the configuration). Give it to kinds that wait on a shared provider: when the
@@ -94,14 +82,18 @@ class Registry:
         """
 
         def register(fn: Handler) -> Handler:
-            if self.get(kind) is not None and self._handlers.get(kind) is not fn:
-                raise ValueError(f"a handler for job kind {kind!r} is already registered")
-            self._handlers[kind] = fn
-            if concurrency is not None:
-                self._concurrency[kind] = concurrency
+            self.add(kind, fn, concurrency=concurrency)
             return fn
 
         return register
+
+    def add(self, kind: str, fn: Handler, *, concurrency: Concurrency | None = None) -> None:
+        """Run jobs of ``kind`` with ``fn`` (see :meth:`handler`)."""
+        if self.get(kind) is not None and self._handlers.get(kind) is not fn:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._handlers[kind] = fn
+        if concurrency is not None:
+            self._concurrency[kind] = concurrency
 
     def batch_handler(
         self, kind: str, *, size: int, concurrency: Concurrency | None = None
@@ -121,15 +113,23 @@ class Registry:
             raise ValueError("a batch size is at least 1")
 
         def register(fn: BatchHandler) -> BatchHandler:
-            if self.get(kind) is not None and self._batch_handlers.get(kind) is not fn:
-                raise ValueError(f"a handler for job kind {kind!r} is already registered")
-            self._batch_handlers[kind] = fn
-            self._batch_sizes[kind] = size
-            if concurrency is not None:
-                self._concurrency[kind] = concurrency
+            self.add_batch(kind, fn, size=size, concurrency=concurrency)
             return fn
 
         return register
+
+    def add_batch(
+        self, kind: str, fn: BatchHandler, *, size: int, concurrency: Concurrency | None = None
+    ) -> None:
+        """Run jobs of ``kind`` up to ``size`` at once with ``fn`` (see :meth:`batch_handler`)."""
+        if size < 1:
+            raise ValueError("a batch size is at least 1")
+        if self.get(kind) is not None and self._batch_handlers.get(kind) is not fn:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._batch_handlers[kind] = fn
+        self._batch_sizes[kind] = size
+        if concurrency is not None:
+            self._concurrency[kind] = concurrency
 
     def get(self, kind: str) -> Handler | BatchHandler | None:
         return self._handlers.get(kind) or self._batch_handlers.get(kind)
@@ -160,9 +160,3 @@ class Registry:
     @property
     def kinds(self) -> list[str]:
         return sorted({*self._handlers, *self._batch_handlers})
-
-
-registry = Registry()
-"""The process-wide registry features register their handlers in."""
-
-handler = registry.handler

@@ -4,15 +4,18 @@ worker and one scheduler per process."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 import structlog
 
-from switchboard.config import Config
 from switchboard.db import Database
 from switchboard.http import Outbound
 from switchboard.jobs.registry import Registry
 from switchboard.jobs.schedules import Scheduler, ScheduleSpec
 from switchboard.jobs.worker import Worker
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 log = structlog.get_logger("switchboard.runtime")
 
@@ -28,7 +31,8 @@ class Runtime:
         scheduler_tick: float = 0.5,
     ) -> None:
         for module in config.settings.job_modules:
-            importlib.import_module(module)  # registers its handlers (and fails loudly if absent)
+            # Its register(registry) adds its handlers (an absent module fails loudly).
+            importlib.import_module(module).register(registry)
         # One set of outbound clients per process: the API's when there is one (breakers and
         # token caches are then shared with request handlers), else the runtime's own.
         shared = Outbound.for_database(db)

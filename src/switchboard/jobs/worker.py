@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import event
@@ -21,13 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from switchboard import metrics
-from switchboard.config import Config
 from switchboard.db import Database, utcnow
-from switchboard.errors import TerminalError, TransientError
+from switchboard.errors import RetryLater, TerminalError, TransientError
 from switchboard.http import Outbound
 from switchboard.jobs import queue
-from switchboard.jobs.registry import JobContext, OutcomeWrite, Registry, RetryLater
+from switchboard.jobs.registry import JobContext, OutcomeWrite, Registry
 from switchboard.models import Job
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 log = structlog.get_logger("switchboard.jobs")
 

@@ -13,7 +13,7 @@ from switchboard.models.base import Base
 class ContactCursor(Base):
     """Where a contacts sync stands, per (connection, stream): advanced in the same transaction
     as the page of contacts it covers, so a run killed at any point resumes with no gap and no
-    duplicate. ``value`` is the stream's own state (see ``switchboard.contacts.sync``)."""
+    duplicate. ``value`` is the stream's own state (see each CRM provider's ``sync.py``)."""
 
     __tablename__ = "contact_cursors"
 

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from switchboard import metrics
 from switchboard.db import Database, insert, utcnow
-from switchboard.jobs import JobContext, RetryLater, handler
+from switchboard.jobs import JobContext, RetryLater
 from switchboard.jobs.schedules import ScheduleSpec, align
 from switchboard.models import ReportCursor
 from switchboard.reports import service
@@ -56,7 +56,6 @@ async def write_window(db: Database, directory: Path, start: datetime, end: date
     return len(reports)
 
 
-@handler(KIND)
 async def run_scheduled(ctx: JobContext) -> None:
     settings = ctx.config.hub.reports
     interval, settle = settings.interval, settings.settle

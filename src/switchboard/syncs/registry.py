@@ -1,21 +1,19 @@
-"""Which connection kinds can sync, and how."""
+"""How a connection syncs (a provider's :class:`Syncer`), and what one run gets and returns."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, Connection
 from switchboard.db import Database
 from switchboard.http import Outbound
 
-# Modules whose import registers a syncer (a feature adds its own line here).
-SYNC_MODULES = ("switchboard.events.tasks", "switchboard.contacts.tasks")
+if TYPE_CHECKING:
+    from switchboard.config import Config, Connection
 
 JOB_KIND = "syncs.run"
 """The job that runs one sync: payload ``{"connection": name, "full": bool}``."""
@@ -54,7 +52,7 @@ class SyncContext:
 
 @dataclass(frozen=True)
 class Syncer:
-    """How connections of one kind sync.
+    """How the connections of one provider sync (``Provider.syncer``).
 
     ``run`` must be idempotent and own its transactions (never nested); it raises ``AppError``
     subclasses (``TransientError``, ``TerminalError``) or ``RetryLater`` when the run failed.
@@ -62,36 +60,7 @@ class Syncer:
     store's own counts to ``GET /connections/{name}``.
     """
 
-    connection_kind: str
     stream: str
     run: Callable[[SyncContext], Awaitable[SyncResult]]
     interval: Callable[[Connection], timedelta | None]
     summary: Callable[[AsyncSession, str], Awaitable[dict[str, Any]]] | None = None
-
-
-_syncers: dict[str, Syncer] = {}
-_loaded = False
-
-
-def register(syncer: Syncer) -> Syncer:
-    existing = _syncers.get(syncer.connection_kind)
-    if existing is not None and existing != syncer:
-        raise ValueError(f"a syncer for {syncer.connection_kind!r} is already registered")
-    _syncers[syncer.connection_kind] = syncer
-    return syncer
-
-
-def load() -> None:
-    """Import the modules that register syncers (and the sync job handlers)."""
-    global _loaded
-    if _loaded:
-        return
-    importlib.import_module("switchboard.syncs.tasks")
-    for module in SYNC_MODULES:
-        importlib.import_module(module)
-    _loaded = True
-
-
-def syncer_for(kind: str) -> Syncer | None:
-    load()
-    return _syncers.get(kind)

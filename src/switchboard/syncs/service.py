@@ -8,18 +8,18 @@ import os
 import socket
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, Connection, process_alive
 from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
 from switchboard.jobs import RetryLater, ScheduleSpec, enqueue
 from switchboard.models import SyncRun
+from switchboard.settings import process_alive
 from switchboard.syncs import metrics
 from switchboard.syncs.registry import (
     JOB_KIND,
@@ -28,9 +28,10 @@ from switchboard.syncs.registry import (
     Syncer,
     SyncResult,
     job_key,
-    load,
-    syncer_for,
 )
+
+if TYPE_CHECKING:
+    from switchboard.config import Config, Connection
 
 log = structlog.get_logger("switchboard.syncs")
 
@@ -47,7 +48,7 @@ def resolve(config: Config, name: str) -> Syncer:
     conn = config.connection(name)
     if conn is None:
         raise NotFound(f"No connection named {name!r}")
-    syncer = syncer_for(conn.kind)
+    syncer = config.provider_of(conn).syncer
     if syncer is None:
         raise BadRequest(f"Connection {name!r} ({conn.kind}) has nothing to sync")
     return syncer
@@ -153,7 +154,7 @@ async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | N
     and returned, not raised: the next scheduled run is the retry. Anything else is a bug: it
     is recorded and re-raised.
     """
-    syncer = syncer_for(ctx.connection.kind)
+    syncer = ctx.config.provider_of(ctx.connection).syncer
     assert syncer is not None, f"no syncer for {ctx.connection.kind}"
     async with ctx.db.session() as session:
         run = await begin_run(session, ctx.name, syncer.stream, job_id=ctx.job_id)
@@ -237,7 +238,7 @@ async def connection_summary(session: AsyncSession, config: Config, name: str) -
     failures since it, and the store's own counts (e.g. plans stored). Empty when the
     connection's kind does not sync."""
     conn = config.connection(name)
-    syncer = syncer_for(conn.kind) if conn is not None else None
+    syncer = config.provider_of(conn).syncer if conn is not None else None
     if syncer is None:
         return {}
     last = await session.scalar(
@@ -281,10 +282,9 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     The first sync runs at start, not at the next slot, and again at once when the connection's
     settings change: the payload carries a fingerprint of them, and the schedule is immediate.
     """
-    load()
     specs = []
     for name, conn in sorted(config.hub.connections.items()):
-        syncer = syncer_for(conn.kind)
+        syncer = config.provider_of(conn).syncer
         every = syncer.interval(conn) if syncer is not None else None
         if every is not None:
             specs.append(

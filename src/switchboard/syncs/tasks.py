@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from switchboard.http import Outbound
-from switchboard.jobs import JobContext, RetryLater, handler
+from switchboard.jobs import JobContext, RetryLater
 from switchboard.syncs import service
-from switchboard.syncs.registry import JOB_KIND, TICK_KIND, SyncContext, syncer_for
+from switchboard.syncs.registry import SyncContext
 
 
-@handler(TICK_KIND)
 async def tick(ctx: JobContext) -> None:
     """A schedule slot: queue the connection's sync under its key (so it never overlaps a sync
     requested on demand)."""
@@ -19,11 +18,10 @@ async def tick(ctx: JobContext) -> None:
         await service.enqueue_sync(session, name)
 
 
-@handler(JOB_KIND)
 async def run(ctx: JobContext) -> None:
     name = str(ctx.payload["connection"])
     conn = ctx.config.connection(name)
-    if conn is None or syncer_for(conn.kind) is None:
+    if conn is None or ctx.config.provider_of(conn).syncer is None:
         return
     # The API process's outbound clients (breaker state, budgets) when there is one; a
     # dedicated worker builds its own for the run.

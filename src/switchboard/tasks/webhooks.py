@@ -1,4 +1,5 @@
-"""``POST /webhooks/{connection}`` for ``todo_webhooks`` connections.
+"""Applying TODO-app webhook deliveries to the task store (the receiver that verifies and parses
+them is the provider's: ``connectors/todo_webhooks/webhooks.py``).
 
 Each request is verified and validated on its own; the state changes of concurrent requests are
 then applied together in one transaction (group commit, ``switchboard.batching``), in arrival
@@ -7,26 +8,21 @@ order, and every request is answered after that commit.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fastapi import Request, Response
-from fastapi.encoders import jsonable_encoder
-from pydantic import ValidationError
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from switchboard.batching import BatchWriter
-from switchboard.config import Config, Connection, TodoWebhooksConnection
 from switchboard.db import Database, lock_keys
-from switchboard.errors import Unauthorized
-from switchboard.parsing import InvalidJson, parse_json
 from switchboard.tasks import service
 from switchboard.tasks.schemas import TodoEvent
 from switchboard.tasks.service import Outcome
-from switchboard.webhooks import receiver
 from switchboard.webhooks import service as deliveries
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ async def apply_deliveries(
     return outcomes
 
 
-def _writer(request: Request, db: Database) -> BatchWriter[Delivery, Outcome]:
+def delivery_writer(request: Request, db: Database) -> BatchWriter[Delivery, Outcome]:
     writer: BatchWriter[Delivery, Outcome] | None = getattr(request.app.state, "todo_writer", None)
     if writer is None or writer.db is not db:
         log = deliveries.rejected_log(request)
@@ -99,53 +95,3 @@ def _writer(request: Request, db: Database) -> BatchWriter[Delivery, Outcome]:
         writer = BatchWriter(db, apply)
         request.app.state.todo_writer = writer
     return writer
-
-
-@receiver("todo_webhooks")
-async def receive_todo(
-    request: Request, name: str, conn: Connection, db: Database, config: Config
-) -> Response:
-    assert isinstance(conn, TodoWebhooksConnection)
-    body = await request.body()
-    client = deliveries.client_address(request)
-    if conn.secret is not None:
-        try:
-            # Standard Webhooks: HMAC over "id.timestamp.body", timestamp within 5 minutes. The
-            # body is parsed below, by the hub's own parser (the library's raises on bad JSON).
-            Webhook(conn.secret.get_secret_value()).verify(
-                body, dict(request.headers), json_parse=False
-            )
-        except WebhookVerificationError as exc:
-            detail = f"Invalid webhook signature: {exc}"
-            await deliveries.record_rejected(
-                db, request, connection=name, body=body, outcome="bad_signature", response=detail
-            )
-            raise Unauthorized(detail) from None
-        key = "webhook-id:" + request.headers["webhook-id"]
-    else:
-        key = deliveries.body_key(body)
-
-    try:
-        event = TodoEvent.model_validate(parse_json(body))
-    except InvalidJson as exc:
-        errors: list[dict[str, Any]] = [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]
-        delivery = Delivery(name, key, body, None, _invalid(errors), client)
-    except ValidationError as exc:
-        errors = [
-            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        delivery = Delivery(name, key, body, None, _invalid(errors), client)
-    else:
-        delivery = Delivery(name, key, body, event, client=client)
-
-    result = await _writer(request, db).submit(delivery)
-    if result.body is None:
-        return Response(status_code=result.status)
-    return Response(
-        json.dumps(result.body), status_code=result.status, media_type="application/json"
-    )
-
-
-def _invalid(errors: list[dict[str, Any]]) -> Outcome:
-    return Outcome(422, "invalid", {"detail": jsonable_encoder(errors)})

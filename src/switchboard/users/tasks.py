@@ -14,7 +14,7 @@ network; Retry-After honoured) retries every user of it until the job's deadline
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from sqlalchemy import Table, bindparam, case, select, update
@@ -25,18 +25,25 @@ from switchboard.connectors.crm import ContactWrite, CrmContact, crm_client
 from switchboard.contacts import service as contacts
 from switchboard.db import utcnow
 from switchboard.errors import TerminalError
-from switchboard.jobs import JobContext, batch_handler
+from switchboard.jobs import JobContext
 from switchboard.jobs.registry import OutcomeWrite
 from switchboard.models import Contact, User
-from switchboard.users.service import JOB_KIND, crm_fields
+from switchboard.users.service import crm_fields
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 log = structlog.get_logger("switchboard.users")
 
 BATCH = 100
-"""Users per run: HubSpot's batch endpoints take 100 inputs per request."""
+"""Users per run: a CRM's batch endpoints take about 100 inputs per request."""
 
 
-@batch_handler(JOB_KIND, size=BATCH, concurrency=lambda config: config.hub.users.concurrency)
+def concurrency(config: Config) -> int:
+    """Batches one worker runs at once (``[users] concurrency``)."""
+    return config.hub.users.concurrency
+
+
 async def propagate(jobs: list[JobContext]) -> None:
     ctx0 = jobs[0]
     ids = [str(ctx.payload["user"]) for ctx in jobs]

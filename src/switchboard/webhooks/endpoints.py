@@ -5,7 +5,6 @@ from fastapi import APIRouter, Request, Response
 from switchboard.deps import CurrentConfig, get_db
 from switchboard.errors import NotFound
 from switchboard.openapi import ERRORS
-from switchboard.webhooks.receivers import receiver_for
 
 # No API key: webhook senders prove themselves with signatures instead.
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -25,7 +24,7 @@ async def receive(connection: str, request: Request, config: CurrentConfig) -> R
     conn = config.connection(connection)
     if conn is None:
         raise NotFound(f"No connection named {connection!r}")
-    handler = receiver_for(conn.kind)
+    handler = config.provider_of(conn).receiver
     if handler is None:
         raise NotFound(f"Connection {connection!r} ({conn.kind}) does not receive webhooks")
     return await handler(request, connection, conn, get_db(request), config)

@@ -1,25 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from fastapi import Request, Response
 
-from switchboard.config import Config, Connection
 from switchboard.db import Database
 
-Receiver = Callable[[Request, str, Connection, Database, Config], Awaitable[Response]]
-_RECEIVERS: dict[str, Receiver] = {}
+if TYPE_CHECKING:
+    from switchboard.config import Config, Connection
 
-
-def receiver(kind: str) -> Callable[[Receiver], Receiver]:
-    """Register the webhook receiver for connections of ``kind``."""
-
-    def register(fn: Receiver) -> Receiver:
-        _RECEIVERS[kind] = fn
-        return fn
-
-    return register
-
-
-def receiver_for(kind: str) -> Receiver | None:
-    return _RECEIVERS.get(kind)
+Receiver = Callable[[Request, str, "Connection", Database, "Config"], Awaitable[Response]]

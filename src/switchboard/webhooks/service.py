@@ -23,9 +23,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
-from switchboard.config import RateLimit, Settings
 from switchboard.db import Database, utcnow
 from switchboard.models import WebhookDelivery
+from switchboard.settings import RateLimit, Settings
 
 MAX_KEY = 200
 """``webhook_deliveries.dedupe_key`` is ``VARCHAR(200)``: longer keys are stored hashed."""

@@ -7,7 +7,7 @@ from datetime import timedelta
 import structlog
 
 from switchboard.db import utcnow
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext
 from switchboard.jobs.schedules import ScheduleSpec
 from switchboard.webhooks import service
 
@@ -21,7 +21,6 @@ def schedule() -> ScheduleSpec:
     return ScheduleSpec(PRUNE, PRUNE, every=timedelta(minutes=1))
 
 
-@handler(PRUNE)
 async def prune(ctx: JobContext) -> None:
     settings = ctx.config.settings
     async with ctx.db.session() as session:

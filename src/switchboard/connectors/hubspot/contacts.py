@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from switchboard.config import HubSpotConnection
 from switchboard.connectors.crm import (
     ContactNotFound,
     ContactWrite,
@@ -18,6 +17,7 @@ from switchboard.connectors.crm import (
 )
 from switchboard.connectors.hubspot.client import BATCH_LIMIT, HubSpotClient
 from switchboard.connectors.hubspot.mapping import existing_id, from_record, to_properties
+from switchboard.connectors.hubspot.settings import HubSpotConnection
 from switchboard.http import ConnectionClient, Mode
 
 

@@ -30,7 +30,6 @@ from urllib.parse import quote
 
 import httpx
 
-from switchboard.config import MappedCrmConnection
 from switchboard.connectors.crm import (
     ContactWrite,
     CrmContact,
@@ -46,6 +45,7 @@ from switchboard.connectors.crm import (
 from switchboard.connectors.mapped_crm import paginators
 from switchboard.connectors.mapped_crm.mapping import FieldMap
 from switchboard.connectors.mapped_crm.paginators import PageToken
+from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
 from switchboard.http import Bucket, ConnectionClient, Mode
 
 CONCURRENCY = 4

@@ -17,13 +17,13 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from switchboard.config import Auth, Duration, OAuth2Auth, _ConnectionBase
+from switchboard.settings import Auth, ConnectionBase, Duration, OAuth2Auth
 from switchboard.connectors.pipedrive.oauth import TOKEN_URL
 
 API_TOKEN_HEADER = "x-api-token"  # noqa: S105 - a header name
 
 
-class PipedriveConnection(_ConnectionBase):
+class PipedriveConnection(ConnectionBase):
     kind: Literal["pipedrive"]
     base_url: str = Field(
         "https://api.pipedrive.com",

@@ -1,0 +1,60 @@
+"""What a provider contributes to the hub (:class:`Provider`); the list is
+:data:`switchboard.providers.PROVIDERS`.
+
+Generic layers reach a connection's provider through ``config.provider(name)`` and use its
+parts; none of them names a provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from switchboard.settings import ConnectionSettings
+
+if TYPE_CHECKING:
+    from switchboard.connectors.crm import CrmContacts
+    from switchboard.http import ConnectionClient
+    from switchboard.http._budget import RateLimitReader
+    from switchboard.syncs.registry import Syncer
+    from switchboard.webhooks.receivers import Receiver
+
+
+@dataclass(frozen=True)
+class OAuthEndpoints:
+    """The provider's OAuth2 endpoints (an ``auth.token_url`` in the connections file wins)."""
+
+    token_path: str
+    """The token endpoint, relative to the connection's ``base_url``."""
+    authorize_url: str | None = None
+    """Where a user grants access (the authorization-code flow; not used by the hub yet)."""
+    scopes: tuple[str, ...] = ()
+    """The scopes the hub's calls need."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One external system: the kind of its connections and what it brings."""
+
+    kind: str
+    """``kind = "…"`` of its connections in the connections file."""
+    settings: type[ConnectionSettings]
+    """The pydantic model of a connection's settings (``kind: Literal[…]`` discriminates)."""
+    crm: Callable[[ConnectionClient, Any, Literal["request", "job"]], CrmContacts] | None = None
+    """The contacts client of a connection, when the provider is a CRM."""
+    syncer: Syncer | None = None
+    """How its connections pull data into the hub (None: they do not sync)."""
+    receiver: Receiver | None = None
+    """``POST /webhooks/{connection}`` for its connections: signature check, event parsing."""
+    rate_limit_headers: RateLimitReader | None = None
+    """Reads its rate-limit headers for the budget (None: the standard ``X-RateLimit-*``)."""
+    oauth: OAuthEndpoints | None = None
+    """Its OAuth2 endpoints, for ``auth.type = "oauth2"``."""
+    outbound: bool = True
+    """Whether its connections call it (False: an inbound-only webhook source)."""
+    simulator: Callable[..., Any] | None = None
+    """Builds its simulator (the sandbox), when it has one here."""
+
+    @property
+    def is_crm(self) -> bool:
+        return self.crm is not None
