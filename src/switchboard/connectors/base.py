@@ -25,7 +25,9 @@ class OAuthEndpoints:
     """The provider's OAuth2 endpoints (an ``auth.token_url`` in the connections file wins)."""
 
     token_path: str
-    """The token endpoint, relative to the connection's ``base_url``."""
+    """The token endpoint, relative to the connection's ``base_url`` (or absolute)."""
+    client_auth: Literal["body", "basic"] = "body"
+    """How the token endpoint takes the app's credentials: form fields, or HTTP Basic."""
     authorize_url: str | None = None
     """Where a user grants access (the authorization-code flow; not used by the hub yet)."""
     scopes: tuple[str, ...] = ()
@@ -46,8 +48,9 @@ class Provider:
     """How its connections pull data into the hub (None: they do not sync)."""
     receiver: Receiver | None = None
     """``POST /webhooks/{connection}`` for its connections: signature check, event parsing."""
-    rate_limit_headers: RateLimitReader | None = None
-    """Reads its rate-limit headers for the budget (None: the standard ``X-RateLimit-*``)."""
+    rate_limit_headers: Callable[[Any], RateLimitReader] | None = None
+    """The reader of a connection's rate-limit headers for the budget, given the connection's
+    settings (None: the standard ``X-RateLimit-*``)."""
     oauth: OAuthEndpoints | None = None
     """Its OAuth2 endpoints, for ``auth.type = "oauth2"``."""
     outbound: bool = True

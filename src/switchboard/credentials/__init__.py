@@ -14,7 +14,7 @@ Connectors do not use this package directly: ``switchboard.http`` puts the token
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -79,10 +79,12 @@ def token_provider(
     clock: Clock,
     lease_seconds: float = 60.0,
     token_path: str | None = None,
+    token_client_auth: Literal["body", "basic"] = "body",  # noqa: S107 - a scheme name
 ) -> TokenProvider:
     """The provider for ``auth``; ``http`` is the connection's client (its timeouts apply).
     ``token_path``: the provider's OAuth2 token endpoint on ``base_url`` (``auth.token_url``
-    wins)."""
+    wins); ``token_client_auth``: how that endpoint takes the app's credentials (form fields,
+    or an ``Authorization: Basic`` header)."""
     if isinstance(auth, TokenAuth):
         return StaticToken(auth)
     if isinstance(auth, OAuth2Auth):
@@ -101,6 +103,7 @@ def token_provider(
             box=box,
             clock=clock,
             lease_seconds=lease_seconds,
+            client_auth=token_client_auth,
         )
     if isinstance(auth, NangoAuth):
         return NangoToken(connection, auth, http=http, clock=clock)

@@ -14,11 +14,13 @@ attempted until the refresh token in the connections file changes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -62,9 +64,11 @@ class OAuth2Tokens:
         box: SecretBox,
         clock: Clock,
         lease_seconds: float,
+        client_auth: Literal["body", "basic"] = "body",
     ) -> None:
         self.connection = connection
         self._auth = auth
+        self._client_auth = client_auth
         self._url = resolve_url(base_url, token_url)
         self._http = http
         self._db = db
@@ -233,16 +237,15 @@ class OAuth2Tokens:
     async def _grant(self, refresh_token: str) -> tuple[str, str | None, float]:
         """POST the form-encoded refresh-token grant: (access token, rotated refresh token,
         expires_in)."""
-        request = self._http.build_request(
-            "POST",
-            self._url,
-            data={
-                "grant_type": "refresh_token",
-                "client_id": self._auth.client_id,
-                "client_secret": self._auth.client_secret.get_secret_value(),
-                "refresh_token": refresh_token,
-            },
-        )
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        secret = self._auth.client_secret.get_secret_value()
+        headers = {}
+        if self._client_auth == "basic":  # RFC 6749 2.3.1: the app's credentials in a header
+            pair = f"{quote(self._auth.client_id, safe='')}:{quote(secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form |= {"client_id": self._auth.client_id, "client_secret": secret}
+        request = self._http.build_request("POST", self._url, data=form, headers=headers)
         response, body = await call_token_endpoint(
             self._http, self.connection, "OAuth token endpoint", request
         )

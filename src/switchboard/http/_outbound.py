@@ -158,6 +158,7 @@ class Outbound:
                 # Longer than one token call can take, so a lease never lapses mid-refresh.
                 lease_seconds=connect + read + 10.0,
                 token_path=provider.oauth.token_path if provider.oauth is not None else None,
+                token_client_auth=provider.oauth.client_auth if provider.oauth else "body",
             )
         return ConnectionClient(
             name,
@@ -173,7 +174,9 @@ class Outbound:
             policy=self.policy,
             clock=self.clock,
             rng=self._rng,
-            rate_limit_headers=provider.rate_limit_headers,
+            rate_limit_headers=(
+                provider.rate_limit_headers(conn) if provider.rate_limit_headers else None
+            ),
         )
 
 

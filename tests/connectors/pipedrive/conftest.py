@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from switchboard.config import Config, HubConfig
-from switchboard.connectors.pipedrive import PipedriveConnection, PipedriveContacts
+from switchboard.connectors.pipedrive.contacts import PipedriveContacts
+from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import API_TOKEN, PipedriveSimulator
 from switchboard.http import Outbound
 from switchboard.http.testing import FakeClock

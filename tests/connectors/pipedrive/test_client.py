@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from switchboard.connectors.crm import MalformedResponse
-from switchboard.connectors.pipedrive import PipedriveClient, PipedriveConnection
+from switchboard.connectors.pipedrive.client import PipedriveClient
 from switchboard.connectors.pipedrive.ratelimit import read_rate_limit
+from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
 from switchboard.errors import TransientError
 from switchboard.http import Outbound
@@ -66,16 +67,25 @@ async def test_search_pages_and_matches_exactly(
     assert len(loose) == 4
 
 
-async def test_a_429_is_waited_out_as_retry_after_says(
+async def test_the_budget_paces_by_the_rate_limit_headers_so_no_429_comes(
     client: PipedriveClient, sim: PipedriveSimulator, clock: FakeClock
 ) -> None:
     sim.rate_limit = 2  # per 2 s window, per token
     await client.get(person_id="1")
-    await client.get(person_id="1")
-    assert await client.get(person_id="1") is None  # 429 first, then answered
+    await client.get(person_id="1")  # x-ratelimit-remaining: 0, reset in 2 s
+    assert await client.get(person_id="1") is None
     statuses = [e["status"] for e in sim.log.entries()]
-    assert statuses == [404, 404, 429, 404]
-    assert clock.sleeps == [2.0]  # Retry-After, exactly
+    assert statuses == [404, 404, 404]  # the third waited for the window instead of a 429
+    assert len(clock.sleeps) == 1 and 0 < clock.sleeps[0] <= 2.0
+
+
+async def test_a_429_is_waited_out_as_retry_after_says(
+    client: PipedriveClient, sim: PipedriveSimulator, clock: FakeClock
+) -> None:
+    sim.faults.update(storm=True, storm_retry_after=3)
+    with pytest.raises(TransientError):
+        await client.get(person_id="1")
+    assert clock.sleeps[:1] == [3.0]  # Retry-After, exactly
 
 
 async def test_a_429_storm_gives_up_as_a_transient_error(

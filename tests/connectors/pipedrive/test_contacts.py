@@ -12,7 +12,7 @@ from switchboard.connectors.crm import (
     DuplicateContact,
     UnknownField,
 )
-from switchboard.connectors.pipedrive import PipedriveContacts
+from switchboard.connectors.pipedrive.contacts import PipedriveContacts
 from switchboard.connectors.pipedrive.simulator import API_TOKEN, PipedriveSimulator
 from switchboard.errors import TerminalError
 from switchboard.http import Outbound

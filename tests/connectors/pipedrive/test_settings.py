@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.config import OAuth2Auth
-from switchboard.connectors.pipedrive import TOKEN_URL, PipedriveConnection
+from switchboard.connectors.pipedrive.oauth import TOKEN_URL
+from switchboard.connectors.pipedrive.settings import PipedriveConnection
 
 
 def parse(**values: Any) -> PipedriveConnection:

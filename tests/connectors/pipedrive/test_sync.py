@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from switchboard.config import Config, Settings
-from switchboard.connectors.pipedrive import STREAM, PipedriveConnection, sync_persons
+from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
+from switchboard.connectors.pipedrive.sync import STREAM, sync_persons
 from switchboard.contacts import service
 from switchboard.db import Database
 from switchboard.errors import TransientError

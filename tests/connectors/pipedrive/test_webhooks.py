@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from switchboard.config import Config, Settings
-from switchboard.connectors.pipedrive import PipedriveConnection, receive_pipedrive
+from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
-from switchboard.connectors.pipedrive.webhooks import basic_auth_valid
+from switchboard.connectors.pipedrive.webhooks import basic_auth_valid, receive_pipedrive
 from switchboard.contacts.tasks import EVENT_JOB
 from switchboard.db import Database
 from switchboard.deps import get_db

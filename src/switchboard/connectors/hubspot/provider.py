@@ -25,7 +25,7 @@ PROVIDER = Provider(
     crm=_contacts,
     syncer=Syncer(stream="contacts", run=sync.sync, interval=sync.interval, summary=summary),
     receiver=webhooks.receive,
-    rate_limit_headers=read_headers,
+    rate_limit_headers=lambda _conn: read_headers,
     oauth=OAuthEndpoints(
         token_path="/oauth/v1/token",  # noqa: S106 - an endpoint, not a secret
         authorize_url="https://app.hubspot.com/oauth/authorize",

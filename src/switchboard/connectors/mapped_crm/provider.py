@@ -7,6 +7,7 @@ from typing import Any
 from switchboard.connectors.base import Provider
 from switchboard.connectors.mapped_crm import sync, webhooks
 from switchboard.connectors.mapped_crm.client import MappedCrmContacts
+from switchboard.connectors.mapped_crm.ratelimit import budget_reader
 from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
 from switchboard.contacts.sync import summary
 from switchboard.http import ConnectionClient, Mode
@@ -24,4 +25,5 @@ PROVIDER = Provider(
     crm=_contacts,
     syncer=Syncer(stream="contacts", run=sync.sync, interval=sync.interval, summary=summary),
     receiver=webhooks.receive,
+    rate_limit_headers=budget_reader,
 )

@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from switchboard.settings import Auth, ConnectionBase, Duration, OAuth2Auth
 from switchboard.connectors.pipedrive.oauth import TOKEN_URL
+from switchboard.settings import Auth, ConnectionBase, Duration, OAuth2Auth
 
 API_TOKEN_HEADER = "x-api-token"  # noqa: S105 - a header name
 

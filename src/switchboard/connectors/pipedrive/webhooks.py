@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from pydantic import SecretStr
 
-from switchboard.config import Config
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.contacts.webhooks import Event, apply
 from switchboard.db import Database
 from switchboard.errors import BadRequest, Unauthorized
 from switchboard.parsing import InvalidJson, parse_json, same_signature
 from switchboard.webhooks import service as deliveries
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 MAX_ID = 200
 """Longest person id accepted (``contacts.external_id`` is ``VARCHAR(200)``)."""
