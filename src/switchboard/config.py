@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from switchboard.connectors.fields import CustomFields, check_custom_fields
 from switchboard.connectors.mapped_crm.spec import (
     PagePagination,
     Pagination,
@@ -335,6 +336,9 @@ class HubSpotConnection(_ConnectionBase):
     properties: list[str] = Field(
         default_factory=lambda: ["email", "firstname", "lastname", "phone", "company"]
     )
+    custom_fields: CustomFields = Field(
+        default_factory=dict, description='Ours → a HubSpot property: {plan = "plan_tier"}.'
+    )
 
 
 class MappedCrmPaths(_Strict):
@@ -360,8 +364,12 @@ class MappedCrmConnection(_ConnectionBase):
     signature: SignatureScheme = SignatureScheme()
     webhook_events: WebhookEvents = WebhookEvents()
     rate_limit_headers: RateLimitHeaders = RateLimitHeaders()
+    custom_fields: dict[str, WritablePathText] = Field(
+        default_factory=dict, description='Ours → a field path: {plan = "account.plan"}.'
+    )
 
     _hub_fields = field_validator("fields")(check_hub_fields)
+    _custom_fields = field_validator("custom_fields")(check_custom_fields)
 
 
 class XmlFeedConnection(_ConnectionBase):
