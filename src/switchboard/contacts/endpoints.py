@@ -178,8 +178,8 @@ def _custom_names(config: Config, connection: str) -> list[str]:
 
 
 def _field_filters(request: Request, config: Config, connection: str | None) -> dict[str, str]:
-    """``?fields.<name>=<value>`` as ``{name: value}``; a 422 naming an unknown name (one that
-    ``connection``, or no connection when not given, configures). A name given twice keeps the
+    """``?fields.<name>=<value>`` as ``{name: value}``; a 422 naming a name that ``connection``
+    (or, when none is given, every connection) does not configure. A name given twice keeps the
     last value, as FastAPI does for a single-valued parameter."""
     known: Mapping[str, str] | set[str]
     if connection is not None:
