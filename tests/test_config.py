@@ -174,3 +174,51 @@ def test_durations(text: str | int, seconds: float) -> None:
 )
 def test_mask_url(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+HUBSPOT_CUSTOM = (
+    '[connections.crm]\nkind = "hubspot"\nauth = { type = "token", token = "t" }\n'
+    "custom_fields = { %s }\n"
+)
+MAPPED_CUSTOM = (
+    '[connections.crm]\nkind = "mapped_crm"\nbase_url = "https://crm.example"\n'
+    'auth = { type = "token", token = "t" }\n'
+    'paths = { list = "/c", item = "/c/{id}", create = "/c" }\n'
+    'fields = { email = "email" }\ncustom_fields = { %s }\n'
+)
+
+
+def test_custom_fields_load_for_each_crm_kind(tmp_path: Path) -> None:
+    toml = HUBSPOT_CUSTOM % 'plan = "plan_tier", leadScore = "hs_lead_score"'
+    config = load_config(load_settings(_env_file=None, config=write(tmp_path, toml)), env={})
+    crm = config.hub.connections["crm"]
+    assert isinstance(crm, HubSpotConnection)
+    assert crm.custom_fields == {"plan": "plan_tier", "leadScore": "hs_lead_score"}
+    toml = MAPPED_CUSTOM % 'plan = "account.plan", tag = "tags[0]"'
+    config = load_config(load_settings(_env_file=None, config=write(tmp_path, toml)), env={})
+    mapped = config.hub.connections["crm"]
+    assert isinstance(mapped, MappedCrmConnection)
+    assert mapped.custom_fields == {"plan": "account.plan", "tag": "tags[0]"}
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (HUBSPOT_CUSTOM % 'Plan = "plan_tier"', r"crm\.hubspot\.custom_fields: .*'Plan': a name"),
+        (HUBSPOT_CUSTOM % '"plan-tier" = "x"', r"custom_fields: .*'plan-tier': a name"),
+        (HUBSPOT_CUSTOM % ('a%s = "x"' % ("b" * 63)), r"custom_fields: .*a name is"),
+        (HUBSPOT_CUSTOM % 'email = "work_email"', r"custom_fields: .*'email' is a standard"),
+        (HUBSPOT_CUSTOM % 'plan = " "', r"custom_fields: .*'plan': .* property name is empty"),
+        (
+            HUBSPOT_CUSTOM % 'plan = "tier", level = "tier"',
+            r"custom_fields: .*'plan' and 'level' both map to 'tier'",
+        ),
+        (HUBSPOT_CUSTOM % "plan = 3", r"custom_fields\.plan: Input should be a valid string"),
+        (MAPPED_CUSTOM % 'plan = "a..b"', r"crm\.mapped_crm\.custom_fields\.plan: "),
+        (MAPPED_CUSTOM % 'firstName = "first"', r"mapped_crm\.custom_fields: .*standard field"),
+    ],
+)
+def test_invalid_custom_fields_name_the_field(tmp_path: Path, toml: str, message: str) -> None:
+    settings = load_settings(_env_file=None, config=write(tmp_path, toml))
+    with pytest.raises(ConfigError, match=message):
+        load_config(settings, env={})

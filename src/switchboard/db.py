@@ -107,6 +107,14 @@ def insert(session: AsyncSession, table: Table | type[Any]) -> Any:
     return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
 
 
+def json_text(column: Any, key: str) -> Any:
+    """The text of ``key`` in a JSON object column, SQL ``NULL`` when absent or null: SQLite's
+    ``json_extract(column, '$."key"')``, PostgreSQL's ``column ->> 'key'`` (the key is bound
+    and quoted, never spliced). For an exact match: ``json_text(Contact.fields, "plan") ==
+    "gold"``."""
+    return column[key].as_string()
+
+
 class Database:
     """Engines and session factories for one database URL."""
 

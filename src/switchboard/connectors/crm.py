@@ -5,8 +5,10 @@
     await crm.update(contact.external_id, {"lastName": "Lovelace"})
 
 Each CRM provider implements it (``Provider.crm`` builds its client). Our field names are
-:data:`FIELDS`; each connector maps them to the provider's and back, and refuses a field its map
-does not know (:class:`UnknownField`, 422) rather than writing it under a wrong name.
+:data:`FIELDS` plus the connection's custom fields (``custom_fields``,
+:mod:`switchboard.connectors.fields`), side by side in one :data:`Fields` dict; each connector
+maps them to the provider's and back, and refuses a field its map does not know
+(:class:`UnknownField`, 422) rather than writing it under a wrong name.
 
 Failures: :class:`DuplicateContact` (409), :class:`ContactNotFound` (404),
 :class:`UnknownField` / :class:`InvalidContact` (422), :class:`MalformedResponse` (502), and the
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from switchboard.connectors.fields import FIELDS as FIELDS  # re-exported: the standard fields
 from switchboard.errors import Conflict, NotFound, TerminalError, Unprocessable
 from switchboard.http import ProviderRejected
 
@@ -33,10 +36,9 @@ if TYPE_CHECKING:
     from switchboard.config import Config
     from switchboard.http import Outbound
 
-FIELDS = ("email", "firstName", "lastName", "phone", "company")
-"""The contact fields of the hub, in every CRM's terms after mapping."""
-
 Fields = dict[str, str | None]
+"""Field values by our name: standard fields and the connection's custom ones (whose names are
+never standard ones); ``None`` is empty."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,9 @@ class UnknownField(Unprocessable):
     error_type = "extra_forbidden"
 
     def __init__(self, field: str, connection: str) -> None:
-        super().__init__(
-            f"Field {field!r} is not mapped for connection {connection!r}", loc=("body", field)
-        )
+        # A custom field is sent inside the body's ``fields`` object.
+        loc = ("body", field) if field in FIELDS else ("body", "fields", field)
+        super().__init__(f"Field {field!r} is not mapped for connection {connection!r}", loc=loc)
         self.field = field
         self.connection = connection
 

@@ -9,7 +9,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from switchboard.connectors.crm import (
+    FIELDS,
     ContactNotFound,
     CrmContact,
     CrmContacts,
     DuplicateContact,
     Fields,
 )
-from switchboard.db import Database, insert, utcnow
+from switchboard.db import Database, insert, json_text, utcnow
 from switchboard.errors import BadRequest, Conflict
 from switchboard.models import Contact, ContactCursor
 
@@ -49,8 +50,10 @@ def row(
     """The store row of ``contact``. CRMs without timestamps (mapped CRMs) get ``now`` as
     ``updated_at`` (the upsert keeps the stored one when the content did not change) and as
     ``created_at``: the upsert never replaces a stored ``created_at``, so it is when the hub
-    first saw the contact."""
+    first saw the contact. Fields that are not standard are the connection's custom fields
+    (``fields``)."""
     f = contact.fields
+    custom = {k: v for k, v in f.items() if k not in FIELDS}
     is_deleted = contact.archived if deleted is None else deleted
     updated_at = contact.updated_at or now
     values: dict[str, Any] = {
@@ -67,15 +70,18 @@ def row(
         "updated_at": updated_at,
         "deleted_at": updated_at if is_deleted else None,
         "raw": contact.raw,
+        "fields": custom,
         "stored_at": now,
     }
     if is_deleted:
         values["content_hash"] = TOMBSTONE_HASH
     else:
         content = [values[k] for k in ("email", "first_name", "last_name", "phone", "company")]
+        # Custom fields only when there are some: the hashes of rows without any stay as they
+        # were before custom fields existed (no rewrite of every row at the next sync).
+        hashed = [content, contact.raw, custom] if custom else [content, contact.raw]
         digest = hashlib.blake2b(
-            json.dumps([content, contact.raw], sort_keys=True, default=str).encode(),
-            digest_size=16,
+            json.dumps(hashed, sort_keys=True, default=str).encode(), digest_size=16
         )
         values["content_hash"] = digest.hexdigest()
     return values
@@ -128,6 +134,7 @@ def _on_conflict(stmt: Any) -> Any:
             "updated_at": new.updated_at,
             "deleted_at": new.deleted_at,
             "raw": new.raw,
+            "fields": new.fields,
             "content_hash": new.content_hash,
             "stored_at": new.stored_at,
         },
@@ -184,12 +191,14 @@ def as_crm(contact: Contact) -> CrmContact:
 
 
 def stored_fields(contact: Contact) -> Fields:
+    """The stored row's fields, standard and custom, in the CRM's terms."""
     return {
         "email": contact.email,
         "firstName": contact.first_name,
         "lastName": contact.last_name,
         "phone": contact.phone,
         "company": contact.company,
+        **(contact.fields or {}),
     }
 
 
@@ -236,9 +245,10 @@ async def list_contacts(
     q: str | None = None,
     updated_since: datetime | None = None,
     include_deleted: bool = False,
+    fields: Mapping[str, str] | None = None,
 ) -> tuple[list[Contact], str | None]:
     """A page in id order (stable under concurrent writes: ids never change) and the cursor of
-    the next page."""
+    the next page. ``fields``: custom field values to match exactly."""
     # The raw record is the widest column and a list never shows it: not even loaded.
     query = select(Contact).options(defer(Contact.raw))
     if cursor is not None:
@@ -258,6 +268,8 @@ async def list_contacts(
         query = query.where(Contact.updated_at >= updated_since)
     if not include_deleted:
         query = query.where(Contact.deleted_at.is_(None))
+    for name, value in (fields or {}).items():
+        query = query.where(json_text(Contact.fields, name) == value)
     rows = list((await session.scalars(query.order_by(Contact.id).limit(limit + 1))).all())
     page = rows[:limit]
     return page, encode_cursor(page[-1].id) if len(rows) > limit else None

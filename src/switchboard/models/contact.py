@@ -19,6 +19,8 @@ class Contact(Base):
     ``updated_at`` is the CRM's last modification (or, for CRMs without timestamps, when the hub
     first saw the current content); a write carrying an older ``updated_at`` never replaces a
     newer one. ``content_hash`` lets an upsert skip rows whose content did not change.
+    ``fields`` holds the connection's custom fields by our name (strings, or null when empty;
+    ``switchboard.connectors.fields``), as the CRM last gave them.
     """
 
     __tablename__ = "contacts"
@@ -36,6 +38,7 @@ class Contact(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fields: Mapped[dict[str, str | None] | None] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(32))
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -16,6 +16,8 @@ class User(Base):
     ``version`` counts accepted changes; ``synced_version`` is the version the CRM contact was
     last brought to, with ``synced_fields`` the values it was given — what lets the propagation
     job skip calls when nothing changed and never push an older state over a newer one.
+    ``fields`` holds the user's custom field values by name (those of the CRM connection's
+    ``custom_fields``; a cleared one is removed), propagated as the standard fields are.
     """
 
     __tablename__ = "users"
@@ -24,6 +26,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320))
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
+    fields: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer)

@@ -7,6 +7,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.batching import BatchWriter
+from switchboard.config import Config
+from switchboard.connectors.crm import UnknownField
+from switchboard.connectors.fields import custom_fields_of
 from switchboard.deps import Authenticated, DbSession, get_db
 from switchboard.errors import NotFound, Unprocessable
 from switchboard.models import User
@@ -53,6 +56,9 @@ def _writer(request: Request) -> BatchWriter[service.Change, service.UserState]:
 @router.patch("/{user_id}", response_model=UserOut, responses=ERRORS(401, 422))
 async def patch_user(user_id: UserId, body: UserPatch, request: Request) -> UserOut:
     """Save the user now (200 at once); its CRM contact follows in the background, durably."""
+    unknown = _unknown_fields(request.app.state.config, body)
+    if unknown is not None:
+        raise unknown
     values = body.model_dump(include={"email"} | body.model_fields_set)
     user = await _writer(request).submit(service.Change(user_id, values))
     return service.to_out(user)
@@ -88,6 +94,22 @@ async def patch_users(
                 )
             )
             continue
+        unknown = _unknown_fields(request.app.state.config, item)
+        if unknown is not None:
+            errors.append(
+                ItemError(
+                    index=index,
+                    id=item.id,
+                    detail=[
+                        {
+                            "loc": list(unknown.loc[1:]),
+                            "msg": unknown.message,
+                            "type": unknown.error_type,
+                        }
+                    ],
+                )
+            )
+            continue
         values = item.model_dump(include={"email"} | (item.model_fields_set - {"id"}))
         changes.append(service.Change(item.id, values))
     if errors and atomic:
@@ -100,6 +122,23 @@ async def patch_users(
         session, changes, crm_connection=users.crm_connection, retry_for=users.retry_for
     )
     return UserBatchOut(items=[service.to_out(u) for u in saved], errors=errors)
+
+
+def _unknown_fields(config: Config, body: UserPatch) -> Unprocessable | None:
+    """The 422 for a custom field the CRM connection does not configure (``None``: all known).
+    Refused at the API rather than by the propagation job, which could only fail later."""
+    if not body.fields:
+        return None
+    name = config.hub.users.crm_connection
+    unknown = body.unknown_fields(custom_fields_of(config.connection(name)) if name else ())
+    if not unknown:
+        return None
+    if name is None:
+        return Unprocessable(
+            f"Field {unknown[0]!r}: no [users] crm_connection is configured for custom fields",
+            loc=("body", "fields", unknown[0]),
+        )
+    return UnknownField(unknown[0], name)
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=ERRORS(401, 404))

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -9,13 +10,23 @@ SyncState = Literal["pending", "synced", "failed", "dead"]
 
 
 class UserPatch(BaseModel):
-    """``firstName``/``lastName`` left out keep their value; ``null`` clears it."""
+    """``firstName``/``lastName`` left out keep their value; ``null`` clears it. ``fields``:
+    custom fields by name, each left out keeping its value, ``null`` clearing it."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
     firstName: str | None = Field(None, max_length=200)
     lastName: str | None = Field(None, max_length=200)
+    fields: dict[str, Annotated[str | None, Field(max_length=65_536)]] | None = Field(
+        None,
+        description="Custom fields of the CRM connection (`[users] crm_connection`'s "
+        "`custom_fields`), propagated to its contact; a name it does not configure is a 422.",
+    )
+
+    def unknown_fields(self, known: Iterable[str]) -> list[str]:
+        """The names in ``fields`` that are not in ``known``."""
+        return sorted(set(self.fields or {}) - set(known))
 
 
 class SyncOut(BaseModel):
@@ -31,6 +42,7 @@ class UserOut(BaseModel):
     email: str
     firstName: str | None
     lastName: str | None
+    fields: dict[str, str] = Field(description="The user's custom field values (set ones only).")
     createdAt: datetime
     updatedAt: datetime
     sync: SyncOut
@@ -52,8 +64,8 @@ class UserBatch(BaseModel):
 
     items: list[Any] = Field(
         max_length=1000,
-        description="Up to 1,000 `{id, email, firstName?, lastName?}`; each is validated on "
-        "its own.",
+        description="Up to 1,000 `{id, email, firstName?, lastName?, fields?}`; each is "
+        "validated on its own.",
     )
 
 

@@ -28,19 +28,27 @@ def job_key(user_id: str) -> str:
 
 
 def crm_fields(user: User) -> dict[str, str]:
-    """What the CRM contact should hold: only the fields the user has."""
+    """What the CRM contact should hold: only the fields the user has (custom ones included,
+    under their own names)."""
     fields = {"email": user.email}
     if user.first_name is not None:
         fields["firstName"] = user.first_name
     if user.last_name is not None:
         fields["lastName"] = user.last_name
+    fields.update({k: v for k, v in (user.fields or {}).items() if v is not None})
     return fields
+
+
+def with_fields(current: dict[str, str] | None, given: dict[str, str | None]) -> dict[str, str]:
+    """The user's custom fields after a change: ``given`` over ``current``, ``None`` removing."""
+    merged = {**(current or {}), **given}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 @dataclass(frozen=True)
 class Change:
     user_id: str
-    values: dict[str, Any]  # email always; firstName/lastName when the caller sent them
+    values: dict[str, Any]  # email always; firstName/lastName/fields when the caller sent them
 
 
 @dataclass
@@ -51,6 +59,7 @@ class UserState:
     email: str
     first_name: str | None
     last_name: str | None
+    fields: dict[str, str] | None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -65,6 +74,7 @@ _WRITTEN = (  # what a change writes to an existing user
     "email",
     "first_name",
     "last_name",
+    "fields",
     "updated_at",
     "version",
     "sync_state",
@@ -112,6 +122,7 @@ async def apply_changes(
                 email=change.values["email"],
                 first_name=None,
                 last_name=None,
+                fields=None,
                 created_at=now,
                 updated_at=now,
                 version=0,
@@ -122,11 +133,14 @@ async def apply_changes(
                 crm_contact_id=None,
             )
             new.add(user.id)
-        before = (user.email, user.first_name, user.last_name)
+        before = (user.email, user.first_name, user.last_name, user.fields or {})
         user.email = change.values["email"]
         user.first_name = change.values.get("firstName", user.first_name)
         user.last_name = change.values.get("lastName", user.last_name)
-        if (user.email, user.first_name, user.last_name) != before or user.version == 0:
+        if change.values.get("fields") is not None:  # a new dict: earlier results keep theirs
+            user.fields = with_fields(user.fields, change.values["fields"]) or None
+        after = (user.email, user.first_name, user.last_name, user.fields or {})
+        if after != before or user.version == 0:
             user.version += 1
             user.updated_at = now
             changed.add(user.id)
@@ -170,6 +184,7 @@ def to_out(user: User | UserState) -> UserOut:
         email=user.email,
         firstName=user.first_name,
         lastName=user.last_name,
+        fields=dict(user.fields or {}),
         createdAt=user.created_at,
         updatedAt=user.updated_at,
         sync=SyncOut(

@@ -21,7 +21,8 @@ from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
-from switchboard.connectors.crm import ContactWrite, CrmContact, crm_client
+from switchboard.connectors.crm import FIELDS, ContactWrite, CrmContact, crm_client
+from switchboard.connectors.fields import custom_fields_of
 from switchboard.contacts import service as contacts
 from switchboard.db import utcnow
 from switchboard.errors import TerminalError
@@ -68,7 +69,8 @@ async def _propagate(name: str | None, group: list[tuple[JobContext, User]]) -> 
             ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=error))
         return
     crm = crm_client(ctx0.outbound, ctx0.config, name, mode="job")
-    writes = [_write(user) for _, user in group]
+    mapped = {*FIELDS, *custom_fields_of(ctx0.config.connection(name))}
+    writes = [_write(user, mapped) for _, user in group]
     try:
         results = await crm.write_many(writes, create_missing=ctx0.config.hub.users.create_missing)
     except Exception as exc:  # the whole request failed: every user of it is retried
@@ -144,13 +146,15 @@ async def _record_synced(
         await contacts.store_many(session, name, merged)
 
 
-def _write(user: User) -> ContactWrite:
+def _write(user: User, mapped: set[str]) -> ContactWrite:
     """What the user's contact should hold. A field the CRM was given before and the user no
-    longer has is sent as cleared."""
-    fields: dict[str, str | None] = dict(crm_fields(user))
+    longer has is sent as cleared. Only the ``mapped`` fields (standard, and the connection's
+    custom ones) are written: a custom field dropped from the configuration since the user was
+    saved is left alone rather than failing every write of the batch."""
+    fields: dict[str, str | None] = {k: v for k, v in crm_fields(user).items() if k in mapped}
     known: dict[str, Any] | None = None
     if user.crm_contact_id is not None:
-        known = dict(user.synced_fields or {})
+        known = {k: v for k, v in (user.synced_fields or {}).items() if k in mapped}
         for name in known:
             fields.setdefault(name, None)
     return ContactWrite(

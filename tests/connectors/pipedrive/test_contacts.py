@@ -176,3 +176,27 @@ async def test_a_bearer_token_works_instead(
     finally:
         await out.aclose()
     assert API_TOKEN not in str(sim.log.entries())
+
+
+PLAN = "5ba4c3e2f1d0a9b8c7d6e5f4a3b2c1d0e9f8a7b6"
+
+
+async def test_custom_fields_are_written_to_and_read_from_the_person(
+    sim: PipedriveSimulator, outbound: Outbound, sim_url: str
+) -> None:
+    conn = connection(sim_url, custom_fields={"plan": PLAN})
+    custom = PipedriveContacts(outbound.client(NAME), conn, mode="request")
+    created = await custom.create({"email": "ada@example.com", "firstName": "Ada", "plan": "gold"})
+    person_id = int(created.external_id)
+    assert sim.store.get(person_id)[PLAN] == "gold"
+    assert created.fields["plan"] == "gold"
+    updated = await custom.update(created.external_id, {"plan": "silver"})
+    assert updated.fields["plan"] == "silver" and sim.store.get(person_id)[PLAN] == "silver"
+    cleared = await custom.update(created.external_id, {"plan": None})
+    assert cleared.fields["plan"] is None and sim.store.get(person_id)[PLAN] is None
+    got = await custom.get(created.external_id)
+    assert got is not None and got.fields["plan"] is None
+    calls = custom.calls
+    with pytest.raises(UnknownField) as caught:
+        await custom.update(created.external_id, {"tier": "x"})
+    assert caught.value.loc == ("body", "fields", "tier") and custom.calls == calls

@@ -176,3 +176,21 @@ def test_a_two_word_first_name_comes_back_split_where_pipedrive_splits_it() -> N
     )
     fields = from_person(as_api(store.create(body)), "pd").fields
     assert (fields["firstName"], fields["lastName"]) == ("Mary", "Ann Smith")
+
+
+PLAN = "5ba4c3e2f1d0a9b8c7d6e5f4a3b2c1d0e9f8a7b6"
+
+
+def test_custom_fields_are_top_level_keys_of_the_person() -> None:
+    custom = {"plan": PLAN, "seats": "0" * 40, "address": "1" * 40}
+    person = {**PERSON, PLAN: "gold", "0" * 40: 12, "1" * 40: {"formatted": "x"}}
+    fields = from_person(person, "pd", custom).fields
+    assert (fields["plan"], fields["seats"], fields["address"]) == ("gold", "12", None)
+    assert from_person({**PERSON, PLAN: ""}, "pd", custom).fields["plan"] is None
+    assert "plan" not in from_person(PERSON, "pd", custom).fields  # not returned: unknown
+    assert "plan" not in from_person(person, "pd").fields  # not configured: not read
+    body = to_person_body({"plan": "gold", "seats": None}, "pd", PERSON, custom=custom)
+    assert body == {PLAN: "gold", "0" * 40: None}
+    with pytest.raises(UnknownField) as caught:
+        to_person_body({"tier": "x"}, "pd", PERSON, custom=custom)
+    assert caught.value.loc == ("body", "fields", "tier")

@@ -22,12 +22,13 @@ from switchboard.http import ConnectionClient, Mode
 
 
 class HubSpotContacts:
-    """Reads ask for the connection's configured ``properties``."""
+    """Reads ask for the connection's configured ``properties`` and its custom fields'."""
 
     def __init__(self, http: ConnectionClient, conn: HubSpotConnection, *, mode: Mode) -> None:
         self.client = HubSpotClient(http, mode=mode)
         self.connection = http.name
-        self.properties = list(conn.properties)
+        self.custom = dict(conn.custom_fields)
+        self.properties = list(dict.fromkeys([*conn.properties, *self.custom.values()]))
 
     @property
     def calls(self) -> int:
@@ -35,27 +36,29 @@ class HubSpotContacts:
 
     async def get(self, external_id: str) -> CrmContact | None:
         record = await self.client.get(contact_id=external_id, properties=self.properties)
-        return None if record is None else from_record(record, self.connection)
+        return None if record is None else from_record(record, self.connection, self.custom)
 
     async def get_archived(self, external_id: str) -> CrmContact | None:
         """The contact if HubSpot holds it archived (``archivedAt`` is its ``updated_at``)."""
         record = await self.client.get(
             contact_id=external_id, properties=self.properties, archived=True
         )
-        return None if record is None else from_record(record, self.connection)
+        return None if record is None else from_record(record, self.connection, self.custom)
 
     async def find_by_email(self, email: str) -> CrmContact | None:
         record = await self.client.get_by_email(email=email, properties=self.properties)
-        return None if record is None else from_record(record, self.connection)
+        return None if record is None else from_record(record, self.connection, self.custom)
 
     async def create(self, fields: Fields) -> CrmContact:
-        properties = to_properties(fields, self.connection)
-        return from_record(await self.client.create(properties=properties), self.connection)
+        properties = to_properties(fields, self.connection, self.custom)
+        return from_record(
+            await self.client.create(properties=properties), self.connection, self.custom
+        )
 
     async def update(self, external_id: str, fields: Fields) -> CrmContact:
-        properties = to_properties(fields, self.connection)
+        properties = to_properties(fields, self.connection, self.custom)
         record = await self.client.update(contact_id=external_id, properties=properties)
-        return from_record(record, self.connection)
+        return from_record(record, self.connection, self.custom)
 
     async def archive(self, external_id: str) -> None:
         await self.client.archive(contact_id=external_id)
@@ -67,7 +70,7 @@ class HubSpotContacts:
         for chunk in _chunks(list(dict.fromkeys(external_ids))):
             records = await self.client.batch_read(ids=chunk, properties=self.properties)
             for record in records:
-                contact = from_record(record, self.connection)
+                contact = from_record(record, self.connection, self.custom)
                 found[contact.external_id] = contact
         return found
 
@@ -81,7 +84,7 @@ class HubSpotContacts:
                 ids=chunk, properties=self.properties, id_property="email"
             )
             for record in records:
-                contact = from_record(record, self.connection)
+                contact = from_record(record, self.connection, self.custom)
                 found[_email(contact.fields.get("email") or "")] = contact
         return found
 
@@ -142,7 +145,9 @@ class HubSpotContacts:
         sending = []
         for i, contact_id, changes in updates:
             if changes:
-                sending.append((i, contact_id, to_properties(changes, self.connection)))
+                sending.append(
+                    (i, contact_id, to_properties(changes, self.connection, self.custom))
+                )
             elif i not in results:  # nothing differs: no call
                 results[i] = CrmContact(contact_id, dict(writes[i].fields), None, None, False, {})
         for chunk in _rounds(sending, key=lambda item: item[1]):
@@ -164,7 +169,9 @@ class HubSpotContacts:
         for i in indexes:
             fields = writes[i].changes({})
             fields["email"] = writes[i].email
-            sending.append((i, _email(writes[i].email), to_properties(fields, self.connection)))
+            sending.append(
+                (i, _email(writes[i].email), to_properties(fields, self.connection, self.custom))
+            )
         # Two users may share an email: one input per email per request.
         for chunk in _rounds(sending, key=lambda item: item[1]):
             inputs = [
@@ -194,7 +201,7 @@ class HubSpotContacts:
         answers: dict[str, WriteResult] = {}
         keys = {key(item) for item in inputs}
         for record in body.get("results") or []:
-            contact = from_record(record, self.connection)
+            contact = from_record(record, self.connection, self.custom)
             email = _email(contact.fields.get("email") or "")
             # Update answers are keyed by id, upsert answers by email.
             answers[contact.external_id if contact.external_id in keys else email] = contact

@@ -1,8 +1,13 @@
-"""Pure mapping between HubSpot's contact records and ours (``shared/providers/HUBSPOT.md``)."""
+"""Pure mapping between HubSpot's contact records and ours (``shared/providers/HUBSPOT.md``).
+
+``custom`` is the connection's ``custom_fields`` (ours → a HubSpot property): those properties
+map like the standard ones (requested by every read, written as properties, ``""`` is empty).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,12 +25,14 @@ FROM_HUBSPOT = {vendor: ours for ours, vendor in TO_HUBSPOT.items()}
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
-def to_properties(fields: Fields, connection: str) -> dict[str, str]:
+def to_properties(
+    fields: Fields, connection: str, custom: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Our fields as HubSpot properties. HubSpot clears a property set to ``""``, so ``None``
     (our "empty") becomes ``""``; an email is sent lower-cased, as HubSpot stores it."""
     properties: dict[str, str] = {}
     for name, value in fields.items():
-        vendor = TO_HUBSPOT.get(name)
+        vendor = TO_HUBSPOT.get(name) or (custom or {}).get(name)
         if vendor is None:
             raise UnknownField(name, connection)
         text = "" if value is None else value
@@ -43,7 +50,9 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
-def from_record(record: Any, connection: str) -> CrmContact:
+def from_record(
+    record: Any, connection: str, custom: Mapping[str, str] | None = None
+) -> CrmContact:
     """A HubSpot object (list, get, search, create or update answer) as a :class:`CrmContact`.
 
     Only the properties present in the record appear in ``fields`` (a PATCH answer carries the
@@ -54,7 +63,8 @@ def from_record(record: Any, connection: str) -> CrmContact:
     if not isinstance(properties, dict):
         raise malformed(connection, "a contact whose properties are not an object", record)
     fields: Fields = {}
-    for vendor, ours in FROM_HUBSPOT.items():
+    pairs = [*FROM_HUBSPOT.items(), *((v, o) for o, v in (custom or {}).items())]
+    for vendor, ours in pairs:
         if vendor in properties:
             value = properties[vendor]
             fields[ours] = str(value) if value not in (None, "") else None

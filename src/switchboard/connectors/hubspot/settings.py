@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from switchboard.connectors.fields import CustomFields
 from switchboard.settings import Auth, ConnectionBase, Duration
 
 
@@ -24,4 +25,7 @@ class HubSpotConnection(ConnectionBase):
     )
     properties: list[str] = Field(
         default_factory=lambda: ["email", "firstname", "lastname", "phone", "company"]
+    )
+    custom_fields: CustomFields = Field(
+        default_factory=dict, description='Ours → a HubSpot property: {plan = "plan_tier"}.'
     )

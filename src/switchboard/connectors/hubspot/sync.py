@@ -40,11 +40,17 @@ def interval(conn: ConnectionSettings) -> timedelta | None:
     return conn.sync_interval if isinstance(conn, HubSpotConnection) else None
 
 
+def _custom(ctx: SyncContext) -> dict[str, str]:
+    assert isinstance(ctx.connection, HubSpotConnection)
+    return ctx.connection.custom_fields
+
+
 async def sync(ctx: SyncContext) -> SyncResult:
     conn = ctx.connection
     assert isinstance(conn, HubSpotConnection)
     client = HubSpotClient(ctx.outbound.client(ctx.name), mode="job")
-    properties = list(dict.fromkeys([*conn.properties, "lastmodifieddate", "createdate"]))
+    custom = list(conn.custom_fields.values())
+    properties = list(dict.fromkeys([*conn.properties, *custom, "lastmodifieddate", "createdate"]))
     async with ctx.db.read_session() as session:
         state = await service.cursors(session, ctx.name)
     if ctx.full:
@@ -81,7 +87,7 @@ async def _hubspot_full(
     cursor = dict(cursor or {"after": None, "started_ms": now_ms()})
     while True:
         page = await client.list_page(properties=properties, after=cursor.get("after"))
-        contacts = [from_record(r, ctx.name) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         async with ctx.db.session() as session:
             counts.upserted += await service.store(session, ctx.name, contacts)
@@ -130,7 +136,7 @@ async def _hubspot_search(
         page = await client.search_page(
             filters=filters, properties=properties, after=0, limit=SEARCH_LIMIT
         )
-        contacts = [from_record(r, ctx.name) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
         done = "paging" not in page or not contacts
         async with ctx.db.session() as session:
             counts.upserted += await service.store(session, ctx.name, contacts)
@@ -158,7 +164,7 @@ async def _hubspot_archived(
     started_ms = (cursor or {}).get("started_ms") or now_ms()
     while True:
         page = await client.list_page(properties=properties, after=after, archived=True)
-        contacts = [from_record(r, ctx.name) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         async with ctx.db.session() as session:
             counts.deleted += await service.store(session, ctx.name, contacts, deleted=True)

@@ -179,7 +179,11 @@ class MappedCrmContacts:
         self.client = MappedCrmClient(http, conn, mode=mode)
         self.connection = http.name
         self.map = FieldMap(
-            http.name, dict(conn.fields), conn.id_field, updated_at_field=conn.updated_at_field
+            http.name,
+            dict(conn.fields),
+            conn.id_field,
+            updated_at_field=conn.updated_at_field,
+            custom=dict(conn.custom_fields),
         )
 
     async def get(self, external_id: str) -> CrmContact | None:

@@ -15,12 +15,14 @@ from switchboard.connectors.mapped_crm.spec import WebhookEvents
 class FieldMap:
     """``fields = {firstName = "acme_first_name", email = "emails[primary].value", ...}`` (ours →
     a field path into theirs), the id path and, optionally, the path of the record's last
-    change (ISO 8601, or epoch seconds or milliseconds)."""
+    change (ISO 8601, or epoch seconds or milliseconds). ``custom``: the connection's custom
+    fields (ours → a field path), read and written as the standard ones are."""
 
     connection: str
     ours_to_theirs: dict[str, str]
     id_field: str = "id"
     updated_at_field: str | None = None
+    custom: dict[str, str] = field(default_factory=dict)
     _paths: dict[str, FieldPath] = field(init=False, repr=False, compare=False)
     _id: FieldPath = field(init=False, repr=False, compare=False)
     _updated: FieldPath | None = field(init=False, repr=False, compare=False)
@@ -32,7 +34,8 @@ class FieldMap:
                 f"connection {self.connection!r}: fields maps unknown hub fields {unknown} "
                 f"(use {', '.join(FIELDS)})"
             )
-        paths = {ours: writable(parse_path(p)) for ours, p in self.ours_to_theirs.items()}
+        mapped = {**self.ours_to_theirs, **self.custom}
+        paths = {ours: writable(parse_path(p)) for ours, p in mapped.items()}
         object.__setattr__(self, "_paths", paths)
         object.__setattr__(self, "_id", parse_path(self.id_field))
         updated = parse_path(self.updated_at_field) if self.updated_at_field else None

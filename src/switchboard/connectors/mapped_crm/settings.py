@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from switchboard.connectors.fields import check_custom_fields
 from switchboard.connectors.mapped_crm.spec import (
     PagePagination,
     Pagination,
@@ -46,5 +47,9 @@ class MappedCrmConnection(ConnectionBase):
     signature: SignatureScheme = SignatureScheme()
     webhook_events: WebhookEvents = WebhookEvents()
     rate_limit_headers: RateLimitHeaders = RateLimitHeaders()
+    custom_fields: dict[str, WritablePathText] = Field(
+        default_factory=dict, description='Ours → a field path: {plan = "account.plan"}.'
+    )
 
     _hub_fields = field_validator("fields")(check_hub_fields)
+    _custom_fields = field_validator("custom_fields")(check_custom_fields)

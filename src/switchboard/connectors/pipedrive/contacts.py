@@ -41,6 +41,7 @@ class PipedriveContacts:
     def __init__(self, http: ConnectionClient, conn: PipedriveConnection, *, mode: Mode) -> None:
         self.client = PipedriveClient(http, conn, mode=mode)
         self.connection = http.name
+        self.custom = dict(conn.custom_fields)
 
     @property
     def calls(self) -> int:
@@ -50,7 +51,7 @@ class PipedriveContacts:
         person = await self.client.get(person_id=external_id)
         if person is None or person.get("active_flag") is False:
             return None
-        return from_person(person, self.connection)
+        return from_person(person, self.connection, self.custom)
 
     async def get_archived(self, external_id: str) -> CrmContact | None:
         """The person if Pipedrive still holds it deleted (``update_time`` is when): the same
@@ -58,7 +59,7 @@ class PipedriveContacts:
         person = await self.client.get(person_id=external_id)
         if person is None or person.get("active_flag") is not False:
             return None
-        return from_person(person, self.connection)
+        return from_person(person, self.connection, self.custom)
 
     async def find_by_email(self, email: str) -> CrmContact | None:
         """Search on the email field (exact match), then read the lowest-id match whole: a
@@ -86,7 +87,9 @@ class PipedriveContacts:
         return None
 
     async def create(self, fields: Fields) -> CrmContact:
-        body = to_person_body(fields, self.connection, create=True)  # refusals before requests
+        body = to_person_body(
+            fields, self.connection, create=True, custom=self.custom
+        )  # refusals before requests
         email = fields.get("email")
         existing = await self.find_by_email(email) if email else None
         if existing is not None:
@@ -96,10 +99,10 @@ class PipedriveContacts:
                 existing=existing,
                 connection=self.connection,
             )
-        return from_person(await self.client.create(body=body), self.connection)
+        return from_person(await self.client.create(body=body), self.connection, self.custom)
 
     async def update(self, external_id: str, fields: Fields) -> CrmContact:
-        check_writable(fields, self.connection)  # refusals before any request
+        check_writable(fields, self.connection, self.custom)  # refusals before any request
         current = None
         if needs_current(fields):
             current = await self.client.get(person_id=external_id)
@@ -107,11 +110,11 @@ class PipedriveContacts:
                 raise ContactNotFound(
                     f"Contact not found in {self.connection}", connection=self.connection
                 )
-        body = to_person_body(fields, self.connection, current)
+        body = to_person_body(fields, self.connection, current, custom=self.custom)
         if not body and current is not None:
-            return from_person(current, self.connection)
+            return from_person(current, self.connection, self.custom)
         person = await self.client.update(person_id=external_id, body=body)
-        return from_person(person, self.connection)
+        return from_person(person, self.connection, self.custom)
 
     async def archive(self, external_id: str) -> None:
         await self.client.delete(person_id=external_id)

@@ -14,10 +14,17 @@ their list and keep the others (so the current lists are needed); clearing one r
 primary item. ``company`` is an organization in Pipedrive, not a text field: clearing it
 detaches the person (``org_id: null``); setting it is refused (:class:`UnknownField`, 422)
 rather than creating or guessing organizations.
+
+Custom fields (``custom``: the connection's ``custom_fields``, ours → a person field key):
+Pipedrive's custom person fields are top-level keys of the person named by a 40-character hash
+(``"5ba4…e2f1": "gold"``), read and written as they are. A text, number or option id reads as
+its text (``""`` and null are no value; an object-valued field, e.g. an address or a monetary
+value, reads as no value); a write sends the text, ``None`` clearing the field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,7 +80,16 @@ def company_of(person: dict[str, Any]) -> str | None:
     )
 
 
-def from_person(person: Any, connection: str) -> CrmContact:
+def custom_value(value: Any) -> str | None:
+    """A custom field's value as our text (see the module docstring)."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    return str(value) if isinstance(value, str | int | float) else None
+
+
+def from_person(
+    person: Any, connection: str, custom: Mapping[str, str] | None = None
+) -> CrmContact:
     """A person (list, get, create, update answer, or a webhook's ``current``) as a contact."""
     if not isinstance(person, dict) or isinstance(person.get("id"), bool):
         raise malformed(connection, "a person without an id", person)
@@ -91,6 +107,9 @@ def from_person(person: Any, connection: str) -> CrmContact:
         "phone": primary(person.get("phone")),
         "company": company_of(person),
     }
+    for ours, key in (custom or {}).items():
+        if key in person:
+            fields[ours] = custom_value(person[key])
     return CrmContact(
         external_id=str(person["id"]),
         fields=fields,
@@ -101,9 +120,13 @@ def from_person(person: Any, connection: str) -> CrmContact:
     )
 
 
-def check_writable(fields: Fields, connection: str) -> None:
+def check_writable(
+    fields: Fields, connection: str, custom: Mapping[str, str] | None = None
+) -> None:
     """:class:`UnknownField` for a field Pipedrive cannot take (see the module docstring)."""
     for name, value in fields.items():
+        if name in (custom or {}):
+            continue
         if name not in WRITABLE or (name == "company" and value is not None):
             raise UnknownField(name, connection)
 
@@ -145,13 +168,16 @@ def to_person_body(
     current: dict[str, Any] | None = None,
     *,
     create: bool = False,
+    custom: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST`` (``create``) or ``PUT /v1/persons/{id}`` that gives the person
     ``fields`` (``None`` clears one). ``current``: the person as Pipedrive holds it, for the
-    updates :func:`needs_current` names."""
-    check_writable(fields, connection)
+    updates :func:`needs_current` names. ``custom``: the custom fields (ours → person key)."""
+    check_writable(fields, connection, custom)
     base = from_person(current, connection).fields if current is not None else {}
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = {
+        key: fields[ours] for ours, key in (custom or {}).items() if ours in fields
+    }
     email = fields.get("email", base.get("email"))
     email = email.strip().lower() if email else None
     if "email" in fields:

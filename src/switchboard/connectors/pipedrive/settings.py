@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from switchboard.connectors.fields import CustomFields
 from switchboard.connectors.pipedrive.oauth import TOKEN_URL
 from switchboard.settings import Auth, ConnectionBase, Duration, OAuth2Auth
 
@@ -47,6 +48,11 @@ class PipedriveConnection(ConnectionBase):
     )
     page_size: int = Field(
         500, ge=1, le=500, description="Persons per list page (Pipedrive allows up to 500)."
+    )
+    custom_fields: CustomFields = Field(
+        default_factory=dict,
+        description="Ours → a custom person field's key (its 40-character hash): "
+        '{plan = "5ba4…e2f1"}.',
     )
 
     @model_validator(mode="after")

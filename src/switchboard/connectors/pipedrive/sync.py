@@ -50,7 +50,7 @@ async def sync_persons(ctx: SyncContext) -> SyncResult:
     pages = upserted = deleted = 0
     while start is not None:
         persons, next_start = await client.list_page(start=start, limit=conn.page_size)
-        contacts = [from_person(p, ctx.name) for p in persons]
+        contacts = [from_person(p, ctx.name, conn.custom_fields) for p in persons]
         seen.update(c.external_id for c in contacts)
         async with ctx.db.session() as session:
             upserted += await service.store(session, ctx.name, contacts)
@@ -69,7 +69,7 @@ async def sync_persons(ctx: SyncContext) -> SyncResult:
     for external_id in missing:
         person = await client.get(person_id=external_id)
         if person is not None:
-            contact = from_person(person, ctx.name)
+            contact = from_person(person, ctx.name, conn.custom_fields)
             (gone if contact.archived else live).append(contact)
         elif (row := stored[external_id]) is not None:
             gone.append(_deleted_now(service.as_crm(row)))

@@ -8,13 +8,17 @@ Modelled as Pipedrive documents it: ``name`` is what is written; ``first_name``/
 derived from it (first word / the rest). ``email``/``phone`` are lists of ``{value, primary,
 label}`` (a bare string is accepted on writes); a person without one lists
 ``[{"value": "", "primary": true}]``. A deleted person stays readable by id with ``active_flag``
-false; lists and searches leave it out. Duplicate emails are allowed.
+false; lists and searches leave it out. Duplicate emails are allowed. Custom person fields are
+top-level keys named by a 40-character hex hash; this company has a text field under every such
+key (a text or number is kept, ``null`` or ``""`` clears it); other unknown keys are ignored, as
+Pipedrive ignores them.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +31,7 @@ OnChange = Callable[[str, Person | None, Person | None], None]
 FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Ken")
 LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Perlman")
 ORGS = ("Analytical Engines Ltd", "Compilers Inc", "Bletchley Park")
+CUSTOM_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 class Refused(Exception):
@@ -219,6 +224,14 @@ class Store:
                 raise Refused(400, "Organization not found.")
             person["org_id"] = org_id
         person["org_name"] = self.orgs.get(person["org_id"]) if person["org_id"] else None
+        for key, value in body.items():
+            if not CUSTOM_KEY.fullmatch(key):
+                continue
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, str | int | float)
+            ):
+                raise Refused(400, f"Custom field {key} takes a text or a number")
+            person[key] = None if value == "" else value
 
     def _changed(self, action: str, current: Person | None, previous: Person | None) -> None:
         if self.on_change is not None:
