@@ -91,7 +91,7 @@ def test_missing_variable_names_the_field(tmp_path: Path) -> None:
         ('[connections.x]\nkind = "hubspot"\n', r"connections\.x\.hubspot\.auth: Field required"),
         (
             '[connections.x]\nkind = "salesforce"\n',
-            r"connections\.x: .*expected tags: 'hubspot', 'mapped_crm', 'xml_feed', 'todo_webhooks'",
+            r"connections\.x: .*expected tags: 'hubspot', 'mapped_crm', 'pipedrive', 'xml_feed', 'todo_webhooks'",
         ),
         (
             '[connections.x]\nkind = "mapped_crm"\nbase_url = "http://crm"\n'

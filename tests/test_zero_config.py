@@ -93,12 +93,17 @@ class Hub:
         )
 
     def sandbox_urls(self) -> dict[str, str]:
-        urls = {}
-        for line in self.proc.output().splitlines():
-            if line.strip().startswith("sandbox "):
-                name, _, rest = line.strip().removeprefix("sandbox ").partition(": ")
-                urls[name] = rest.split()[0]
-        return urls
+        """The simulators' URLs from the banner (waited for: a test may run first)."""
+        deadline = time.monotonic() + 60
+        while True:
+            urls = {}
+            for line in self.proc.output().splitlines():
+                if line.strip().startswith("sandbox "):
+                    name, _, rest = line.strip().removeprefix("sandbox ").partition(": ")
+                    urls[name] = rest.split()[0]
+            if "todo" in urls or time.monotonic() > deadline:  # the banner's last line
+                return urls
+            time.sleep(0.1)
 
 
 def _json(response: httpx.Response) -> Any:
