@@ -188,7 +188,8 @@ def serve(
         typer.Option(
             min=0,
             max=65531,
-            help="Zero-config: first simulator port (hubspot P … todo P+4); a taken one moves.",
+            help="Zero-config: first simulator port (hubspot P … pipedrive P+5); a taken one "
+            "moves.",
         ),
     ] = SANDBOX_PORT,
     verbose: Annotated[
@@ -244,6 +245,8 @@ def serve(
             sandbox.hubspot.webhooks.configure(url=f"{hub_url}/webhooks/hubspot")
         if sandbox.acme is not None:
             sandbox.acme.configure_webhooks(url=f"{hub_url}/webhooks/acme")
+        if sandbox.pipedrive is not None:
+            sandbox.pipedrive.webhooks.configure(url=f"{hub_url}/webhooks/pipedrive")
         os.environ[SANDBOX_URLS_ENV] = json.dumps(urls)
         state_file = sandbox_state_path(config.settings)
         state_file.parent.mkdir(parents=True, exist_ok=True)
