@@ -221,7 +221,8 @@ def serve(
     sandbox = traffic = None
     state_file: Path | None = None
     if zero:
-        from switchboard.sandbox import Sandbox, demo, todo
+        from switchboard.connectors.todo_webhooks import simulator as todo
+        from switchboard.sandbox import Sandbox, demo
 
         sandbox = Sandbox(
             port=sandbox_port,

@@ -26,8 +26,8 @@ import httpx
 import structlog
 
 from switchboard.connectors.hubspot.simulator.store import COMPANIES, FIRST_NAMES, LAST_NAMES
+from switchboard.connectors.todo_webhooks.simulator import CHORES, TodoSender, task_event
 from switchboard.sandbox.server import Sandbox
-from switchboard.sandbox.todo import CHORES, TodoSender, task_event
 
 log = structlog.get_logger("switchboard.demo")
 

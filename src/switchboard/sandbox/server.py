@@ -27,15 +27,20 @@ from switchboard.connectors.hubspot.simulator import (
     HubSpotWebhookSettings,
     TokenRegistry,
 )
+from switchboard.connectors.mapped_crm.simulators import acme as acme_mod
+from switchboard.connectors.mapped_crm.simulators.acme import AcmeSimulator, AcmeWebhookSettings
 from switchboard.connectors.pipedrive import simulator as pipedrive_mod
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
-from switchboard.sandbox import acme as acme_mod
-from switchboard.sandbox import todo as todo_mod
-from switchboard.sandbox.acme import AcmeSimulator, AcmeWebhookSettings
-from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings, find_fever_dir
+from switchboard.connectors.todo_webhooks import simulator as todo_mod
+from switchboard.connectors.todo_webhooks.simulator import TodoSimulator
+from switchboard.connectors.xml_feed.simulator import (
+    FEED_PATH,
+    EventFeedSimulator,
+    FeedSettings,
+    find_fever_dir,
+)
 from switchboard.sandbox.faults import Faults
 from switchboard.sandbox.nango import NangoSimulator
-from switchboard.sandbox.todo import TodoSimulator
 
 NAMES = ("hubspot", "nango", "acme", "events", "todo", "pipedrive")
 
