@@ -28,8 +28,8 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import SWITCHBOARD, append, free_port, launch, wrk
+from switchboard.connectors.xml_feed.simulator import FEED_PATH
 from switchboard.sandbox import Sandbox
-from switchboard.sandbox.events import FEED_PATH
 
 SEARCH_SCRIPT = """
 wrk.method = "GET"

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.webhooks [--events 6000] [--streams 32] [--wrk-seconds 10]
 
-1. The sandbox TODO sender (`switchboard.sandbox.todo`) replays a realistic stream (creates,
-   edits, completions, deletions) against `switchboard serve` on SQLite; the stream is split
-   by task over N concurrent senders so each task's events stay in order. Reports accepted
+1. The sandbox TODO sender (`switchboard.connectors.todo_webhooks.simulator`) replays a
+   realistic stream (creates, edits, completions, deletions) against `switchboard serve` on
+   SQLite; the stream is split by task over N concurrent senders so each task's events stay in
+   order. Reports accepted
    (2xx) deliveries per second and the sender-side latency percentiles.
 2. wrk (Debian's package) posts unique `created` events for the server's ceiling.
 3. Report generation: one window for 10,000 users x 10 tasks (compute + 10,000 atomic files).
@@ -28,10 +29,10 @@ import httpx
 from sqlalchemy import insert
 
 from bench.common import append, percentile, start_server, wrk
+from switchboard.connectors.todo_webhooks.simulator import TodoSender, random_events
 from switchboard.db import Database, utcnow
 from switchboard.models import Task
 from switchboard.reports.tasks import write_window
-from switchboard.sandbox.todo import TodoSender, random_events
 
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
 WRK_SCRIPT = """

@@ -26,9 +26,9 @@ from standardwebhooks.webhooks import Webhook
 from switchboard.app import create_app
 from switchboard.config import Config, HubConfig, Settings
 from switchboard.connectors.hubspot.simulator import sign_v3
+from switchboard.connectors.mapped_crm.simulators.acme import sign as acme_sign
 from switchboard.db import Database, utcnow
 from switchboard.models import Schedule, WebhookDelivery
-from switchboard.sandbox.acme import sign as acme_sign
 from switchboard.webhooks import service as deliveries
 from tests.support import API_KEY, Backend, eventually, make_settings
 

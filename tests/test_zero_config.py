@@ -101,7 +101,7 @@ class Hub:
                 if line.strip().startswith("sandbox "):
                     name, _, rest = line.strip().removeprefix("sandbox ").partition(": ")
                     urls[name] = rest.split()[0]
-            if "todo" in urls or time.monotonic() > deadline:  # the banner's last line
+            if "pipedrive" in urls or time.monotonic() > deadline:  # the banner's last line
                 return urls
             time.sleep(0.1)
 
@@ -132,7 +132,7 @@ def hubspot_contacts(hub: Hub) -> dict[str, dict[str, Any]]:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("zero-config")
     env = switchboard_env(Backend(f"sqlite+aiosqlite:///{root}/hub.db", None), root)
-    sandbox_port = free_port_block(5)
+    sandbox_port = free_port_block(6)
     # The HubSpot simulator's fixed port is taken: it must move to a free one, and say so.
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", sandbox_port))
@@ -160,6 +160,7 @@ def test_every_endpoint_and_console_page_shows_demo_data_within_seconds(hub: Hub
             checks = [
                 check("contacts", contacts is not None and len(contacts["items"]) >= 250),
                 check("acme", bool(items(hub.get("/contacts", connection="acme")))),
+                check("pipedrive", bool(items(hub.get("/contacts", connection="pipedrive")))),
                 check("users", len(items(hub.get("/users", limit=100))) >= 25),
                 check("tasks", bool(items(hub.get("/tasks")))),
                 check(
@@ -181,7 +182,7 @@ def test_every_endpoint_and_console_page_shows_demo_data_within_seconds(hub: Hub
             return False
         return all(checks)
 
-    wanted = {"contacts", "acme", "users", "tasks", "search", "connections", "jobs"}
+    wanted = {"contacts", "acme", "pipedrive", "users", "tasks", "search", "connections", "jobs"}
     wanted |= {"refused user", *CONSOLE_PAGES}
     try:
         wait_until(everything, timeout=90, interval=0.5)
@@ -199,7 +200,7 @@ def test_every_endpoint_and_console_page_shows_demo_data_within_seconds(hub: Hub
 
 
 def test_one_banner_and_no_start_up_noise(hub: Hub) -> None:
-    wait_until(lambda: "sandbox todo:" in hub.proc.output(), timeout=30)
+    wait_until(lambda: "sandbox pipedrive:" in hub.proc.output(), timeout=30)
     output = hub.proc.output()
     assert output.count("Switchboard\n") == 1
     assert f"API       {hub.url}" in output
@@ -210,9 +211,10 @@ def test_one_banner_and_no_start_up_noise(hub: Hub) -> None:
     assert "config    none: zero-config" in output
     assert "demo      on" in output
     urls = hub.sandbox_urls()
-    assert set(urls) == {"hubspot", "nango", "acme", "events", "todo"}
+    assert set(urls) == {"hubspot", "nango", "acme", "events", "todo", "pipedrive"}
     assert urls["nango"] == f"http://127.0.0.1:{hub.sandbox_port + 1}"  # the fixed ports
     assert urls["todo"] == f"http://127.0.0.1:{hub.sandbox_port + 4}"
+    assert urls["pipedrive"] == f"http://127.0.0.1:{hub.sandbox_port + 5}"
     assert urls["hubspot"] != f"http://127.0.0.1:{hub.sandbox_port}"  # taken: moved
     assert f"(port {hub.sandbox_port} was taken)" in output
     assert "Uvicorn running on" not in output  # neither the hub's nor a simulator's
@@ -232,6 +234,26 @@ def test_the_cli_works_on_the_running_serves_connections(hub: Hub) -> None:
     jobs = hub.cli("jobs", "list", "--kind", "users.propagate")
     assert jobs.returncode == 0, jobs.stderr
     assert "users.propagate" in jobs.stdout
+
+
+def test_a_pipedrive_change_reaches_the_hub_by_its_basic_auth_webhook(hub: Hub) -> None:
+    pipedrive = hub.sandbox_urls()["pipedrive"]
+    created = httpx.post(
+        f"{pipedrive}/_sandbox/pipedrive/persons",
+        json={"name": "Webhook Person", "email": "hooked@example.com"},
+    )
+    assert created.status_code == 201, created.text
+
+    def arrived() -> bool:
+        try:
+            found = items(hub.get("/contacts", email="hooked@example.com"))
+        except httpx.HTTPError:
+            return False
+        return [c["connection"] for c in found] == ["pipedrive"]
+
+    wait_until(arrived, timeout=30, interval=0.5)
+    state = httpx.get(f"{pipedrive}/_sandbox/pipedrive/webhooks", timeout=10).json()
+    assert state["attempts"] and all(a["status"] == 200 for a in state["attempts"])
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

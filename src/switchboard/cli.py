@@ -188,7 +188,8 @@ def serve(
         typer.Option(
             min=0,
             max=65531,
-            help="Zero-config: first simulator port (hubspot P … todo P+4); a taken one moves.",
+            help="Zero-config: first simulator port (hubspot P … pipedrive P+5); a taken one "
+            "moves.",
         ),
     ] = SANDBOX_PORT,
     verbose: Annotated[
@@ -220,7 +221,8 @@ def serve(
     sandbox = traffic = None
     state_file: Path | None = None
     if zero:
-        from switchboard.sandbox import Sandbox, demo, todo
+        from switchboard.connectors.todo_webhooks import simulator as todo
+        from switchboard.sandbox import Sandbox, demo
 
         sandbox = Sandbox(
             port=sandbox_port,
@@ -244,6 +246,8 @@ def serve(
             sandbox.hubspot.webhooks.configure(url=f"{hub_url}/webhooks/hubspot")
         if sandbox.acme is not None:
             sandbox.acme.configure_webhooks(url=f"{hub_url}/webhooks/acme")
+        if sandbox.pipedrive is not None:
+            sandbox.pipedrive.webhooks.configure(url=f"{hub_url}/webhooks/pipedrive")
         os.environ[SANDBOX_URLS_ENV] = json.dumps(urls)
         state_file = sandbox_state_path(config.settings)
         state_file.parent.mkdir(parents=True, exist_ok=True)

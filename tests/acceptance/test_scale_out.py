@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook
 
 from switchboard.connectors.hubspot.simulator import PRIVATE_APP_TOKEN
+from switchboard.connectors.todo_webhooks.simulator import WEBHOOK_SECRET
+from switchboard.connectors.xml_feed.simulator import FEED_PATH
 from switchboard.db import Database
 from switchboard.models import Job, ReportCursor, Schedule, WebhookDelivery
-from switchboard.sandbox.events import FEED_PATH
-from switchboard.sandbox.todo import WEBHOOK_SECRET
 from tests.acceptance.cluster import (
     Cluster,
     client,

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from switchboard.config import HubConfig, Settings, load_config
-from switchboard.sandbox import people as people_mod
-from switchboard.sandbox.people import PeopleSimulator
+from switchboard.connectors.mapped_crm.simulators import people as people_mod
+from switchboard.connectors.mapped_crm.simulators.people import PeopleSimulator
 from tests.connectors.test_people_crm import (  # noqa: F401 - fixtures
     TOML,
     outbound,

@@ -21,13 +21,13 @@ from switchboard.connectors.mapped_crm.paginators import PagePagination, next_pa
 from switchboard.connectors.mapped_crm.paths import MISSING, parse_path
 from switchboard.connectors.mapped_crm.ratelimit import rate_limit_reader, read_rate_limit
 from switchboard.connectors.mapped_crm.signature import sign, verify_signature
+from switchboard.connectors.mapped_crm.simulators import acme as acme_mod
+from switchboard.connectors.mapped_crm.simulators import people as people_mod
+from switchboard.connectors.mapped_crm.simulators.people import PeopleSimulator
 from switchboard.connectors.mapped_crm.spec import RateLimitHeaders, SignatureScheme
 from switchboard.http import Outbound
 from switchboard.http.testing import FakeClock
 from switchboard.sandbox import AcmeSimulator, Sandbox, zero_config
-from switchboard.sandbox import acme as acme_mod
-from switchboard.sandbox import people as people_mod
-from switchboard.sandbox.people import PeopleSimulator
 from tests.support import Backend, make_settings
 
 # --- field paths ----------------------------------------------------------------------------------

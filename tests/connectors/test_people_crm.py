@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from switchboard.config import Config, HubConfig, Settings, load_config
+from switchboard.connectors.mapped_crm.simulators import people as people_mod
+from switchboard.connectors.mapped_crm.simulators.people import PeopleSimulator
 from switchboard.db import Database
 from switchboard.http import Outbound
-from switchboard.sandbox import people as people_mod
-from switchboard.sandbox.people import PeopleSimulator
 from switchboard.syncs import service as syncs
 from tests.contacts.conftest import (
     SyncNow,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.connectors.xml_feed import NotAFeed, parse_chunks, parse_feed
-from switchboard.sandbox.events import find_fever_dir, generate_feed
+from switchboard.connectors.xml_feed.simulator import find_fever_dir, generate_feed
 
 FEVER_DIR = find_fever_dir()  # the provider's samples, shipped with the simulator
 

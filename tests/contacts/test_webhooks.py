@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from switchboard.connectors.hubspot.simulator import CLIENT_SECRET, HubSpotSimulator, sign_v3
+from switchboard.connectors.mapped_crm.simulators.acme import sign as acme_sign
 from switchboard.db import Database
 from switchboard.models import Job, WebhookDelivery
 from switchboard.sandbox import AcmeSimulator
-from switchboard.sandbox.acme import sign as acme_sign
 from tests.contacts.conftest import SyncNow, all_contacts, hub_view, simulator_view
 from tests.support import eventually
 

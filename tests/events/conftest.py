@@ -16,11 +16,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.config import Config, HubConfig, Settings
+from switchboard.connectors.xml_feed.simulator import (
+    FEED_PATH,
+    EventFeedSimulator,
+    FeedSettings,
+    find_fever_dir,
+)
 from switchboard.db import Database
 from switchboard.events.index import index_for
 from switchboard.events.versions import current_version
 from switchboard.http import Outbound
-from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings, find_fever_dir
 from switchboard.sandbox.server import Sandbox
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult

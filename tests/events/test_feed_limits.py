@@ -10,9 +10,9 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
 from switchboard.models import SyncRun
-from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import CONNECTION, SyncNow
 from tests.events.test_feed_failures import snapshot
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
-from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import CONNECTION
 from tests.support import Backend, switchboard_env
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from switchboard.config import Config
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
 from switchboard.events.service import plan_uuid
-from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import CONNECTION, SyncNow
 
 WINDOW = {"starts_at": "2021-02-01T00:00:00Z", "ends_at": "2022-07-03T00:00:00Z"}

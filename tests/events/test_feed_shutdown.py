@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
 from switchboard.models import Job, SyncRun
-from switchboard.sandbox.events import EventFeedSimulator
 from switchboard.syncs.registry import JOB_KIND
 from switchboard.syncs.service import enqueue_sync
 from tests.events.conftest import CONNECTION

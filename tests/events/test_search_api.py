@@ -18,8 +18,8 @@ import yaml
 
 from switchboard.app import create_app
 from switchboard.config import Config
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
-from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import FEVER_DIR, SyncNow
 from tests.support import API_KEY, eventually
 

@@ -17,11 +17,11 @@ import pytest
 
 from switchboard.app import create_app
 from switchboard.config import Config
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
 from switchboard.events.index import GZIP_MIN_BYTES, index_for
 from switchboard.events.versions import current_version
 from switchboard.logs import configure_logging
-from switchboard.sandbox.events import EventFeedSimulator
 from tests.events.conftest import SyncNow
 from tests.support import API_KEY, eventually
 

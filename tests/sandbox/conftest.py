@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.sandbox.events import find_fever_dir
+from switchboard.connectors.xml_feed.simulator import find_fever_dir
 
 # The provider's sample feeds, shipped as package data of the simulator.
 FEVER_DIR = find_fever_dir()

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from switchboard.connectors.xml_feed.simulator import UNAVAILABLE_BODY, Dialect
 from switchboard.sandbox import EventFeedSimulator, FeedSettings, generate_feed
-from switchboard.sandbox.events import UNAVAILABLE_BODY, Dialect
 from tests.sandbox.conftest import FEVER_DIR
 
 DIALECTS: dict[Dialect, tuple[str, str]] = {

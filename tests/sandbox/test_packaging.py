@@ -13,7 +13,7 @@ import httpx
 from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "src" / "switchboard" / "sandbox" / "fever"
+SAMPLES = REPO / "src" / "switchboard" / "connectors" / "xml_feed" / "fever"
 PIP_INSTALL = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile"]
 SWITCHBOARD_CLI = [sys.executable, "-c", "from switchboard.cli import main; main()"]
 

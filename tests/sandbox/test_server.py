@@ -52,12 +52,16 @@ def test_every_simulator_answers(box: Sandbox) -> None:
     assert token.status_code == 200
     assert httpx.get(f"{urls['events']}/api/events").text.startswith("<?xml")
     assert httpx.get(f"{urls['todo']}/_sandbox/todo").json()["signed"] is True
+    persons = httpx.get(
+        f"{urls['pipedrive']}/v1/persons", headers={"x-api-token": "pipedrive-sandbox-token"}
+    )
+    assert persons.status_code == 200 and persons.json()["success"] is True
 
 
 def test_zero_config_is_a_valid_hub_config(box: Sandbox) -> None:
     hub = HubConfig.model_validate(zero_config(box.urls))
 
-    assert set(hub.connections) == {"hubspot", "acme", "events", "todo"}
+    assert set(hub.connections) == {"hubspot", "acme", "events", "todo", "pipedrive"}
     assert hub.contacts.default_connection == "hubspot"
     assert hub.users.crm_connection == "hubspot"
     hubspot = hub.connections["hubspot"]
@@ -70,6 +74,13 @@ def test_zero_config_is_a_valid_hub_config(box: Sandbox) -> None:
         "lastName": "acme_last_name",
         "email": "acme_email",
     }
+    pipedrive = hub.connections["pipedrive"]
+    assert pipedrive.kind == "pipedrive" and pipedrive.base_url == box.urls["pipedrive"]
+    assert box.pipedrive is not None
+    settings = box.pipedrive.webhooks.settings
+    assert pipedrive.webhook_user is not None and pipedrive.webhook_password is not None
+    assert settings.http_auth_user == pipedrive.webhook_user.get_secret_value()
+    assert settings.http_auth_password == pipedrive.webhook_password.get_secret_value()
     events = hub.connections["events"]
     assert events.kind == "xml_feed"
     assert httpx.get(events.url).status_code == 200

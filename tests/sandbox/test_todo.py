@@ -11,8 +11,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from switchboard.connectors.todo_webhooks.simulator import generate_secret
 from switchboard.sandbox import TodoSender, TodoSimulator, random_events, task_event
-from switchboard.sandbox.todo import generate_secret
 from tests.sandbox.conftest import Receiver
 from tests.support import eventually
 

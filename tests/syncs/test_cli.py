@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
-from switchboard.sandbox.events import EventFeedSimulator
 from switchboard.syncs import service
 from tests.support import SWITCHBOARD, Backend, Process, eventually, switchboard_env
 

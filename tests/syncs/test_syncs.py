@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from switchboard.config import Config, HubConfig
+from switchboard.connectors.xml_feed.simulator import EventFeedSimulator
 from switchboard.db import Database
 from switchboard.errors import Conflict
 from switchboard.models import Job, SyncRun
-from switchboard.sandbox.events import EventFeedSimulator
 from switchboard.syncs import service
 from tests.events.conftest import SyncNow
 from tests.support import eventually

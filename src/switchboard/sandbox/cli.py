@@ -11,13 +11,14 @@ import typer
 def sandbox(
     only: Annotated[
         str | None,
-        typer.Option(help="Comma-separated subset of: hubspot,nango,acme,events,todo."),
+        typer.Option(help="Comma-separated subset of: hubspot,nango,acme,events,todo,pipedrive."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[
         int,
         typer.Option(
-            help="First port: hubspot P, nango P+1, acme P+2, events P+3, todo P+4. 0: any."
+            help="First port: hubspot P, nango P+1, acme P+2, events P+3, todo P+4, "
+            "pipedrive P+5. 0: any."
         ),
     ] = 8101,
     contacts: Annotated[int, typer.Option(min=0, help="HubSpot contacts to seed.")] = 100,
@@ -43,6 +44,9 @@ def sandbox(
     todo_target: Annotated[
         str | None, typer.Option(help="Where the TODO app posts task webhooks.")
     ] = None,
+    pipedrive_webhook_url: Annotated[
+        str | None, typer.Option(help="Pipedrive webhook subscriber URL (HTTP Basic auth).")
+    ] = None,
 ) -> None:
     """Serve faithful local simulators of every provider (prints `<name>: <base URL>`)."""
     # Imported here so that other commands do not pay for the simulators' imports.
@@ -64,6 +68,7 @@ def sandbox(
             hubspot_webhook_url=webhook_url,
             acme_webhook_url=acme_webhook_url,
             todo_target=todo_target,
+            pipedrive_webhook_url=pipedrive_webhook_url,
         )
         urls = box.start()
     except (ValueError, RuntimeError, FileNotFoundError) as exc:

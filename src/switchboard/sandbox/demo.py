@@ -4,9 +4,9 @@
 ids on every run, so a hub that keeps its store across restarts sees the same records again).
 :class:`DemoTraffic` then, once the hub answers, creates users through its API (one with an
 address the HubSpot simulator refuses, so a failed propagation with HubSpot's message is visible)
-and keeps a trickle going: HubSpot and ACME edits (delivered to the hub as their signed webhooks)
-and a stream of signed TODO task events, with an occasional exact redelivery and one delivery
-with a bad signature (so the webhooks page shows a rejection).
+and keeps a trickle going: HubSpot, ACME and Pipedrive edits (delivered to the hub as their
+webhooks) and a stream of signed TODO task events, with an occasional exact redelivery and one
+delivery with a bad signature (so the webhooks page shows a rejection).
 
 Only ``serve`` in zero-configuration mode uses this; tests and ``switchboard sandbox`` never do.
 """
@@ -26,8 +26,8 @@ import httpx
 import structlog
 
 from switchboard.connectors.hubspot.simulator.store import COMPANIES, FIRST_NAMES, LAST_NAMES
+from switchboard.connectors.todo_webhooks.simulator import CHORES, TodoSender, task_event
 from switchboard.sandbox.server import Sandbox
-from switchboard.sandbox.todo import CHORES, TodoSender, task_event
 
 log = structlog.get_logger("switchboard.demo")
 
@@ -35,6 +35,8 @@ SEED = 17
 HUBSPOT_CONTACTS = 300
 """Seeded into the HubSpot simulator (ids 1..N); about one in twelve is archived."""
 ACME_CONTACTS = 120
+PIPEDRIVE_PERSONS = 8
+"""Seeded into the Pipedrive simulator (ids 1..N)."""
 USERS = 30
 TODO_USERS = 5
 REFUSED_DOMAIN = "bounce.example.org"
@@ -48,8 +50,8 @@ def user_id(n: int) -> str:
 
 def seed(sandbox: Sandbox) -> None:
     """Vary and archive some of the HubSpot contacts seeded by ``Sandbox(contacts=…)``, seed the
-    ACME CRM, and make HubSpot refuse :data:`REFUSED_DOMAIN`. Call before ``start()``: nothing
-    here fires a webhook."""
+    ACME CRM and Pipedrive, and make HubSpot refuse :data:`REFUSED_DOMAIN`. Call before
+    ``start()``: nothing here fires a webhook."""
     rng = random.Random(SEED)
     if sandbox.hubspot is not None:
         hubspot = sandbox.hubspot
@@ -81,6 +83,9 @@ def seed(sandbox: Sandbox) -> None:
             fixed = str(uuid.uuid5(_ACME_IDS, str(n)))
             with acme._lock:
                 acme.contacts[fixed] = {**acme.contacts.pop(record["id"]), "id": fixed}
+
+    if sandbox.pipedrive is not None:
+        sandbox.pipedrive.store.seed(PIPEDRIVE_PERSONS, seed=SEED)
 
 
 class DemoTraffic:
@@ -185,6 +190,8 @@ class DemoTraffic:
                 self._hubspot_edit()
             if n % 12 == 5:
                 self._acme_edit()
+            if n % 12 == 9:
+                self._pipedrive_edit()
             n += 1
             await asyncio.sleep(self.tick)
 
@@ -210,6 +217,16 @@ class DemoTraffic:
         ids = sorted(acme.contacts)
         if ids:
             acme.update(self.rng.choice(ids), {"acme_last_name": self.rng.choice(LAST_NAMES)})
+
+    def _pipedrive_edit(self) -> None:
+        pipedrive = self.sandbox.pipedrive
+        if pipedrive is None:
+            return
+        persons = pipedrive.store.active()
+        if persons:
+            person = self.rng.choice(persons)
+            phone = f"+1555{self.rng.randrange(10**7):07d}"
+            pipedrive.store.update(person["id"], {"phone": phone})
 
 
 class TaskStream:

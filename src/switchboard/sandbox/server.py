@@ -3,8 +3,8 @@
 ``Sandbox(...).start()`` serves every selected simulator with uvicorn on one background thread
 (one event loop) and returns ``{name: base_url}``; ``stop()`` shuts them down. With ``port=0`` each
 gets a free port; with ``port=P`` they get fixed ports ``P + offset`` in :data:`NAMES` order
-(hubspot P, nango P+1, acme P+2, events P+3, todo P+4), whichever are selected. With
-``fallback=True`` a fixed port that is taken gives way to a free one (listed in ``moved``).
+(hubspot P, nango P+1, acme P+2, events P+3, todo P+4, pipedrive P+5), whichever are selected.
+With ``fallback=True`` a fixed port that is taken gives way to a free one (listed in ``moved``).
 """
 
 from __future__ import annotations
@@ -27,15 +27,22 @@ from switchboard.connectors.hubspot.simulator import (
     HubSpotWebhookSettings,
     TokenRegistry,
 )
-from switchboard.sandbox import acme as acme_mod
-from switchboard.sandbox import todo as todo_mod
-from switchboard.sandbox.acme import AcmeSimulator, AcmeWebhookSettings
-from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettings, find_fever_dir
+from switchboard.connectors.mapped_crm.simulators import acme as acme_mod
+from switchboard.connectors.mapped_crm.simulators.acme import AcmeSimulator, AcmeWebhookSettings
+from switchboard.connectors.pipedrive import simulator as pipedrive_mod
+from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
+from switchboard.connectors.todo_webhooks import simulator as todo_mod
+from switchboard.connectors.todo_webhooks.simulator import TodoSimulator
+from switchboard.connectors.xml_feed.simulator import (
+    FEED_PATH,
+    EventFeedSimulator,
+    FeedSettings,
+    find_fever_dir,
+)
 from switchboard.sandbox.faults import Faults
 from switchboard.sandbox.nango import NangoSimulator
-from switchboard.sandbox.todo import TodoSimulator
 
-NAMES = ("hubspot", "nango", "acme", "events", "todo")
+NAMES = ("hubspot", "nango", "acme", "events", "todo", "pipedrive")
 
 
 def parse_only(only: str | Iterable[str] | None) -> list[str]:
@@ -69,6 +76,7 @@ class Sandbox:
         hubspot_webhook_url: str | None = None,
         acme_webhook_url: str | None = None,
         todo_target: str | None = None,
+        pipedrive_webhook_url: str | None = None,
         fallback: bool = False,
         unique_ids: bool = False,
         verbose: bool = False,
@@ -88,6 +96,7 @@ class Sandbox:
         self.acme: AcmeSimulator | None = None
         self.events: EventFeedSimulator | None = None
         self.todo: TodoSimulator | None = None
+        self.pipedrive: PipedriveSimulator | None = None
         apps: dict[str, Any] = {}
         if "hubspot" in self.names:
             self.hubspot = HubSpotSimulator(
@@ -116,6 +125,17 @@ class Sandbox:
         if "todo" in self.names:
             self.todo = TodoSimulator(target=todo_target, faults=faults)
             apps["todo"] = self.todo.app
+        if "pipedrive" in self.names:
+            self.pipedrive = PipedriveSimulator(
+                faults=faults,
+                seed=seed,
+                webhooks=pipedrive_mod.WebhookSettings(
+                    url=pipedrive_webhook_url,
+                    http_auth_user=pipedrive_mod.WEBHOOK_USER,
+                    http_auth_password=pipedrive_mod.WEBHOOK_PASSWORD,
+                ),
+            )
+            apps["pipedrive"] = self.pipedrive.app
         self._apps = apps
         self._servers: dict[str, uvicorn.Server] = {}
         self._sockets: dict[str, socket.socket] = {}
@@ -261,6 +281,14 @@ def zero_config(urls: Mapping[str, str]) -> dict[str, Any]:
         }
     if "todo" in urls:
         connections["todo"] = {"kind": "todo_webhooks", "secret": todo_mod.WEBHOOK_SECRET}
+    if "pipedrive" in urls:
+        connections["pipedrive"] = {
+            "kind": "pipedrive",
+            "base_url": urls["pipedrive"],
+            "api_token": pipedrive_mod.API_TOKEN,
+            "webhook_user": pipedrive_mod.WEBHOOK_USER,
+            "webhook_password": pipedrive_mod.WEBHOOK_PASSWORD,
+        }
     data: dict[str, Any] = {"connections": connections}
     if "hubspot" in connections:
         data["contacts"] = {"default_connection": "hubspot"}

@@ -25,7 +25,11 @@ from sqlalchemy import select
 from switchboard.config import Config, Settings
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
-from switchboard.connectors.pipedrive.webhooks import basic_auth_valid, receive_pipedrive
+from switchboard.connectors.pipedrive.webhooks import (
+    basic_auth_valid,
+    person_events,
+    receive_pipedrive,
+)
 from switchboard.contacts.tasks import EVENT_JOB
 from switchboard.db import Database
 from switchboard.deps import get_db
@@ -177,6 +181,43 @@ def test_basic_auth_check() -> None:
     assert not basic_auth_valid(
         "Basic " + base64.b64encode("ü:p:w".encode()).decode(), user, password
     )
+
+
+def test_echo_forms_one_change_per_field_of_ours() -> None:
+    """An ``updated.person`` becomes one event per changed field of ours (its new value), so
+    each can be matched against the hub's own last write; other changes are read back."""
+    key = "a" * 40
+    before = {
+        "id": 7,
+        "name": "Ada Lovelace",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": [{"value": "ada@example.com", "primary": True}],
+        "phone": [{"value": "", "primary": True}],
+        "notes": "x",
+        key: None,
+    }
+    after = {**before, "name": "Ada", "last_name": None, key: "gold", "notes": "y"}
+    meta = {"action": "updated", "object": "person", "id": 7, "timestamp_micro": 5_000_000}
+
+    def body(current: Any, previous: Any, action: str = "updated") -> bytes:
+        return json.dumps(
+            {"v": 1, "meta": {**meta, "action": action}, "current": current, "previous": previous}
+        ).encode()
+
+    events = person_events(body(after, before), {"plan": key})
+    assert [(e.key, e.echo) for e in events] == [
+        ("event:updated.person:7:5000000:lastName", ["changed", "lastName", None]),
+        ("event:updated.person:7:5000000:plan", ["changed", "plan", "gold"]),
+    ]
+    [unmapped] = person_events(body(after, before))  # without the custom field: lastName only
+    assert unmapped.echo == ["changed", "lastName", None]
+    [other] = person_events(body({**before, "notes": "y"}, before))  # nothing of ours changed
+    assert other.echo is None and other.key == "event:updated.person:7:5000000"
+    [added] = person_events(body(after, None, "added"))
+    assert added.echo == ["created", None, None]
+    [deleted] = person_events(body(None, before, "deleted"))
+    assert deleted.echo is None
 
 
 class _NoLifespan:

@@ -9,21 +9,32 @@ log and apply (``switchboard.contacts.webhooks.apply``): one ``contacts.refresh`
 which re-reads it (a deleted one is stored deleted). Events about other objects are acknowledged
 and ignored. A redelivery (``retry`` > 0) has the same key as the first delivery: no second
 effect.
+
+Echoes of the hub's own writes cost no re-read: an ``added.person`` is a creation, and an
+``updated.person`` carries the person before and after, so it becomes one change event per
+field of ours that differs (HubSpot's shape: one event per changed property), each the generic
+echo form ``["changed", field, value]``; the apply leaves out those that equal what the hub last
+wrote to the person (:func:`switchboard.contacts.tasks.own_writes`). An update that changes none
+of our fields, a deletion and a merge are always read back.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from pydantic import SecretStr
 
+from switchboard.connectors.crm import CrmContact
+from switchboard.connectors.pipedrive.mapping import from_person
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
+from switchboard.contacts.tasks import CHANGED, CREATED
 from switchboard.contacts.webhooks import Event, apply
 from switchboard.db import Database
-from switchboard.errors import BadRequest, Unauthorized
+from switchboard.errors import AppError, BadRequest, Unauthorized
 from switchboard.parsing import InvalidJson, parse_json, same_signature
 from switchboard.webhooks import service as deliveries
 
@@ -77,8 +88,31 @@ def _micros(meta: dict[str, Any]) -> int | None:
     return None
 
 
-def person_events(body: bytes) -> list[Event]:
-    """The contact events of one v1 delivery (none for another object)."""
+def _contact(person: dict[str, Any], custom: Mapping[str, str]) -> CrmContact | None:
+    try:
+        return from_person(person, "webhook", custom)
+    except AppError:  # not a person we can read: no echo, the refresh reads it
+        return None
+
+
+def changes(
+    current: dict[str, Any], previous: dict[str, Any], custom: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Our fields whose values differ between ``previous`` and ``current`` (an
+    ``updated.person``'s two sides), with their new values."""
+    after, before = _contact(current, custom or {}), _contact(previous, custom or {})
+    if after is None or before is None:
+        return {}
+    return {
+        name: value
+        for name, value in after.fields.items()
+        if value != before.fields.get(name) and (name in before.fields or value is not None)
+    }
+
+
+def person_events(body: bytes, custom: Mapping[str, str] | None = None) -> list[Event]:
+    """The contact events of one v1 delivery (none for another object). ``custom``: the
+    connection's custom fields (ours → person key), whose changes are ours too."""
     try:
         data = parse_json(body)
     except InvalidJson as exc:
@@ -101,13 +135,23 @@ def person_events(body: bytes) -> list[Event]:
     if main is None or micros is None:
         raise BadRequest("A person event needs meta.id and meta.timestamp")
     key = f"event:{action}.person:{main}:{micros}"
-    events = [Event(key, main, micros // 1000, data)]
+    at = micros // 1000
+    if action == "added":
+        return [Event(key, main, at, data, [CREATED, None, None])]
+    if action == "updated" and current and previous:
+        changed = changes(current, previous, custom)
+        if changed:
+            return [
+                Event(f"{key}:{field}", main, at, data, [CHANGED, field, value])
+                for field, value in sorted(changed.items())
+            ]
+    events = [Event(key, main, at, data)]
     if action == "merged":
         # The surviving person and the one merged into it: each refresh finds which is gone.
         for other in (current.get("id"), previous.get("id"), current.get("merge_what_id")):
             other_id = _id(other)
             if other_id is not None and all(e.external_id != other_id for e in events):
-                events.append(Event(f"{key}:{other_id}", other_id, micros // 1000, data))
+                events.append(Event(f"{key}:{other_id}", other_id, at, data))
     return events
 
 
@@ -125,7 +169,7 @@ async def receive_pipedrive(
                 db, request, connection=name, body=body, outcome="bad_signature", response=detail
             )
             raise WebhookUnauthorized(detail)
-    events = person_events(body)
+    events = person_events(body, conn.custom_fields)
     if events:
         await apply(db, name, events)
     return Response(status_code=200)

@@ -5,6 +5,8 @@ from switchboard.connectors.pipedrive.simulator.app import (
     CLIENT_ID,
     CLIENT_SECRET,
     REFRESH_TOKEN,
+    WEBHOOK_PASSWORD,
+    WEBHOOK_USER,
     PipedriveSimulator,
 )
 from switchboard.connectors.pipedrive.simulator.store import Store, split_name
@@ -15,6 +17,8 @@ __all__ = [
     "CLIENT_ID",
     "CLIENT_SECRET",
     "REFRESH_TOKEN",
+    "WEBHOOK_PASSWORD",
+    "WEBHOOK_USER",
     "PipedriveSimulator",
     "Store",
     "WebhookSettings",

@@ -52,6 +52,9 @@ API_TOKEN = "pipedrive-sandbox-token"  # noqa: S105 - the sandbox's well-known c
 CLIENT_ID = "pipedrive-sandbox-client"
 CLIENT_SECRET = "pipedrive-sandbox-secret"  # noqa: S105
 REFRESH_TOKEN = "pipedrive-sandbox-refresh"  # noqa: S105
+WEBHOOK_USER = "switchboard"
+"""The HTTP Basic credentials the sandbox sets on its webhook (``zero_config`` checks them)."""
+WEBHOOK_PASSWORD = "pipedrive-sandbox-webhook"  # noqa: S105
 PERSONS = "/v1/persons"
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 SEARCH_FIELDS = {"name", "email", "phone", "notes", "custom_fields"}

@@ -191,7 +191,7 @@ class EventFeedSimulator:
             if folder is None or not (folder / settings.dialect).is_dir():
                 raise FileNotFoundError(
                     f"sample feeds not found (fever_dir={folder}); pass a folder laid out like "
-                    "switchboard/sandbox/fever, or use mode='generated'"
+                    "switchboard/connectors/xml_feed/fever, or use mode='generated'"
                 )
         return settings
 
