@@ -1,8 +1,8 @@
 """Fixtures for the Pipedrive package: the simulator on a real loopback port, and a connection
 to it built the way the hub builds one (an ``Outbound`` over the connections file's models).
 
-Until Pipedrive is registered as a provider, the connections file cannot name ``kind =
-"pipedrive"``; the config here is assembled from the validated ``PipedriveConnection`` model.
+The adapter-level tests build the config from the validated ``PipedriveConnection`` model;
+``test_hub.py`` goes through a connections file and the whole app.
 """
 
 from __future__ import annotations

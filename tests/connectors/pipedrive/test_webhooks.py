@@ -2,8 +2,8 @@
 events logged and turned into ``contacts.refresh`` jobs (deduped across redeliveries), other
 objects ignored; and the simulator's sender delivering to the hub on a real port.
 
-Until Pipedrive is registered, the hub's ``POST /webhooks/{connection}`` does not route to it:
-the receiver is mounted on a test path of the same app (same state, error handlers, database).
+Here the receiver is mounted on a test path of the app (same state, error handlers, database);
+``test_hub.py`` reaches it through ``POST /webhooks/{connection}``.
 """
 
 from __future__ import annotations

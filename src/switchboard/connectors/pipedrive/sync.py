@@ -23,7 +23,7 @@ from switchboard.connectors.pipedrive.client import PipedriveClient
 from switchboard.connectors.pipedrive.mapping import from_person
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.contacts import service
-from switchboard.db import utcnow
+from switchboard.contacts.sync import deleted_now
 from switchboard.syncs.registry import SyncContext, SyncResult
 
 STREAM = "persons"
@@ -72,7 +72,7 @@ async def sync_persons(ctx: SyncContext) -> SyncResult:
             contact = from_person(person, ctx.name, conn.custom_fields)
             (gone if contact.archived else live).append(contact)
         elif (row := stored[external_id]) is not None:
-            gone.append(_deleted_now(service.as_crm(row)))
+            gone.append(deleted_now(service.as_crm(row)))
     async with ctx.db.session() as session:
         upserted += await service.store(session, ctx.name, live)
         deleted += await service.store(session, ctx.name, gone, deleted=True)
@@ -82,16 +82,4 @@ async def sync_persons(ctx: SyncContext) -> SyncResult:
         upserted=upserted,
         deleted=deleted,
         detail={"mode": "full", "seen": len(seen), "confirmed_missing": len(missing)},
-    )
-
-
-def _deleted_now(contact: CrmContact) -> CrmContact:
-    """A tombstone stamped now: Pipedrive no longer shows the person, nor when it went."""
-    return CrmContact(
-        external_id=contact.external_id,
-        fields=contact.fields,
-        created_at=contact.created_at,
-        updated_at=utcnow(),
-        archived=True,
-        raw=contact.raw,
     )
