@@ -48,7 +48,7 @@ def routers() -> list[APIRouter]:
 def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
-    if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
+    if any(config.provider_of(c).task_events for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
     specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
     return specs

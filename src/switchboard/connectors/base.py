@@ -55,8 +55,9 @@ class Provider:
     """Its OAuth2 endpoints, for ``auth.type = "oauth2"``."""
     outbound: bool = True
     """Whether its connections call it (False: an inbound-only webhook source)."""
-    simulator: Callable[..., Any] | None = None
-    """Builds its simulator (the sandbox), when it has one here."""
+    task_events: bool = False
+    """Whether its connections deliver task events (the scheduled task report runs when one
+    such connection exists)."""
 
     @property
     def is_crm(self) -> bool:

@@ -7,5 +7,9 @@ from switchboard.connectors.todo_webhooks.settings import TodoWebhooksConnection
 from switchboard.connectors.todo_webhooks.webhooks import receive
 
 PROVIDER = Provider(
-    kind="todo_webhooks", settings=TodoWebhooksConnection, receiver=receive, outbound=False
+    kind="todo_webhooks",
+    settings=TodoWebhooksConnection,
+    receiver=receive,
+    outbound=False,
+    task_events=True,
 )
