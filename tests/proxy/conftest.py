@@ -29,11 +29,12 @@ class Arrival:
 @dataclass
 class Wire:
     """An ASGI front of a provider app: records every API request's method, path and headers,
-    and answers the next ``throttle`` of them with HubSpot's own 429 (``Retry-After: 0``)."""
+    and answers the next ``throttle`` of them with HubSpot's own 429 (``Retry-After`` given)."""
 
     app: Any
     seen: list[Arrival] = field(default_factory=list)
     throttle: int = 0
+    retry_after: str = "0"
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,7 +50,7 @@ class Wire:
             self.throttle -= 1 if throttled else 0
         if throttled:
             response = rate_limited("TEN_SECONDLY_ROLLING")
-            response.headers["Retry-After"] = "0"
+            response.headers["Retry-After"] = self.retry_after
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -41,6 +41,7 @@ class Provider:
             routes=[
                 Route("/api/echo", self.echo, methods=["GET", "POST"]),
                 Route("/api/big", self.big, methods=["GET"]),
+                Route("/api/cut", self.cut, methods=["GET"]),
             ]
         )
 
@@ -73,6 +74,13 @@ class Provider:
             headers={"Content-Length": str(BIG)},
             media_type="application/octet-stream",
         )
+
+    async def cut(self, request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"x" * CHUNK
+            raise ConnectionResetError("the provider went away mid-body")
+
+        return StreamingResponse(body(), headers={"Content-Length": str(BIG)})
 
 
 @pytest.fixture
@@ -183,6 +191,31 @@ async def test_a_429_is_retried_for_get_and_for_post_only_when_the_caller_opts_i
     assert not [h for h in wire.seen[-1].headers if h.startswith("x-switchboard")]
 
 
+async def test_a_wait_longer_than_an_api_call_may_wait_is_the_hubs_503(
+    client: httpx.AsyncClient, hubspot: HubSpotSimulator, wire: Wire
+) -> None:
+    contact = hubspot.ui_create({"email": "ada@example.com"})
+    wire.throttle, wire.retry_after = 1, "30"
+
+    r = await client.get(f"/proxy/hubspot{CONTACTS}/{contact['id']}")
+
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "30"
+    assert r.json()["detail"].startswith("hubspot: provider answered 429")
+    assert len(wire.api_calls()) == 1
+
+
+async def test_head_is_forwarded_without_a_body(
+    client: httpx.AsyncClient, hubspot: HubSpotSimulator, wire: Wire
+) -> None:
+    contact = hubspot.ui_create({"email": "ada@example.com"})
+
+    r = await client.head(f"/proxy/hubspot{CONTACTS}/{contact['id']}")
+
+    assert r.status_code == 200 and r.content == b""
+    assert [(a.method, a.path) for a in wire.seen] == [("HEAD", f"{CONTACTS}/{contact['id']}")]
+
+
 async def test_an_unknown_connection_is_404_and_an_inbound_only_one_422(
     client: httpx.AsyncClient, wire: Wire
 ) -> None:
@@ -204,6 +237,20 @@ async def test_an_unreachable_provider_is_the_hubs_503_with_retry_after(
     assert r.status_code == 503
     assert r.json()["detail"].startswith("dead: ConnectError")
     assert int(r.headers["retry-after"]) >= 0
+
+
+async def test_repeated_failures_open_the_connections_breaker(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    details = []
+    for _ in range(settings.http_breaker_failures + 1):
+        r = await client.get("/proxy/dead/crm/v3/objects/contacts")
+        assert r.status_code == 503 and "retry-after" in r.headers
+        details.append(r.json()["detail"])
+
+    assert details[-1] == "dead: circuit open after repeated failures"
+    status = (await client.get("/connections/dead")).json()
+    assert status["outbound"]["breaker"] == "open"
 
 
 async def test_calls_count_in_the_connections_outbound_metrics(
@@ -288,3 +335,22 @@ async def test_a_large_body_streams_through_without_being_buffered(
             digest.update(chunk)
     assert received == BIG
     assert digest.hexdigest() == expected.hexdigest()
+
+
+async def test_a_provider_failing_mid_body_cuts_the_answer_and_counts_as_a_failure(
+    hub_url: str, provider: Provider
+) -> None:
+    labels = {"connection": "other", "status": "error"}
+    before = REGISTRY.get_sample_value("switchboard_outbound_requests_total", labels) or 0.0
+    received = 0
+
+    async with httpx.AsyncClient(base_url=hub_url, headers={"X-API-Key": API_KEY}) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            async with c.stream("GET", "/proxy/other/cut") as r:
+                assert r.status_code == 200
+                async for chunk in r.aiter_raw():
+                    received += len(chunk)
+
+    assert received < BIG  # never a short body that looks complete
+    after = REGISTRY.get_sample_value("switchboard_outbound_requests_total", labels)
+    assert after == before + 1

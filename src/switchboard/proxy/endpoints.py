@@ -3,18 +3,22 @@ with the connection's credentials, rate budget, breaker and retries."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 import httpx
+import structlog
 from fastapi import APIRouter, Path, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from switchboard.deps import Authenticated, get_config
+from switchboard.errors import TransientError
 from switchboard.http import Outbound
 from switchboard.openapi import ERRORS
 from switchboard.proxy import service
+
+log = structlog.get_logger("switchboard.proxy")
 
 router = APIRouter(prefix="/proxy", tags=["proxy"], dependencies=Authenticated)
 
@@ -76,25 +80,51 @@ async def forward(
         content=body or None,
     )
     answer = await opened.__aenter__()
-    response = StreamingResponse(_relay(answer, opened), status_code=answer.status_code)
-    response.raw_headers = service.response_headers(answer.headers)
-    return response
+    return _Relay(answer, opened)
 
 
-async def _relay(
-    answer: httpx.Response, opened: AbstractAsyncContextManager[httpx.Response]
-) -> AsyncIterator[bytes]:
-    """The provider's body as it arrives, still encoded (its Content-Encoding and
-    Content-Length are passed on), in bounded memory; the call is closed at the end."""
-    try:
-        async for chunk in answer.aiter_raw():
-            yield chunk
-    except BaseException as exc:
-        # Into the client's context: a failure mid-body counts against the breaker there.
-        if not await opened.__aexit__(type(exc), exc, exc.__traceback__):
-            raise
-    else:
-        await opened.__aexit__(None, None, None)
+class _Relay(Response):
+    """The provider's answer, sent on as it arrives: its status, its headers (filtered), and its
+    body still encoded (so its Content-Encoding and Content-Length hold) in bounded memory.
+
+    The provider call is closed by whoever sends the answer, however that ends (a client gone,
+    a provider failing mid-body: that failure goes into the client's context, where it counts
+    against the breaker)."""
+
+    def __init__(
+        self, answer: httpx.Response, opened: AbstractAsyncContextManager[httpx.Response]
+    ) -> None:
+        self.status_code = answer.status_code
+        self.raw_headers = service.response_headers(answer.headers)
+        self.background = None
+        self._answer = answer
+        self._opened = opened
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in self._answer.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except BaseException as exc:
+            try:
+                suppressed = await self._opened.__aexit__(type(exc), exc, exc.__traceback__)
+            except TransientError as failure:
+                # The provider failed mid-body, after its status was sent on: returning with
+                # the answer incomplete makes the server drop the connection, so the caller
+                # sees a cut answer, never a short one that looks whole.
+                log.warning("proxy_answer_cut", error=failure.message)
+                return
+            if not suppressed:
+                raise
+        else:
+            await self._opened.__aexit__(None, None, None)
 
 
 def _raw_remainder(request: Request) -> bytes:
