@@ -57,6 +57,7 @@ class Provider:
                 "WWW-Authenticate": 'Bearer realm="provider"',
                 "Proxy-Authenticate": "Basic",
                 "X-Kept": "yes",
+                "X-Request-ID": "provider-id",
             },
             media_type="text/plain",
         )
@@ -309,6 +310,8 @@ async def test_hop_by_hop_credentials_and_cookies_are_stripped_both_ways(
     ):
         assert name not in r.headers, name
     assert r.headers["x-kept"] == "yes"
+    [request_id] = r.headers.get_list("x-request-id")  # the hub's, once
+    assert request_id != "provider-id"
 
 
 async def test_a_large_body_streams_through_without_being_buffered(

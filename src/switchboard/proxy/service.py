@@ -50,7 +50,8 @@ _REQUEST_DROP = HOP_BY_HOP | {
     "content-length",
 }
 # The provider's cookies and authentication challenges are for the hub's credentials, not the
-# caller's. Date and Server: the hub's server sends its own, and two of each would be invalid.
+# caller's. Date, Server and X-Request-ID: the hub sends its own, and two of each would be
+# invalid or ambiguous.
 _RESPONSE_DROP = HOP_BY_HOP | {
     "set-cookie",
     "set-cookie2",
@@ -59,6 +60,7 @@ _RESPONSE_DROP = HOP_BY_HOP | {
     "authorization",
     "date",
     "server",
+    "x-request-id",
 }
 _SCHEME = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*:")
 
