@@ -94,6 +94,8 @@ ERRORS: list[tuple[str, str, str, dict[str, Any], int]] = [
         {"params": {"userId": "u", "start": "2024-01-02", "end": "2024-01-01"}},
         422,
     ),
+    ("GET", "/proxy/{connection}/{path}", "/proxy/nope/x", {}, 404),
+    ("POST", "/proxy/{connection}/{path}", "/proxy/events/x", {"content": b"{}"}, 422),
     ("GET", "/search", "/search", {"headers": {"X-API-Key": "wrong"}}, 401),
     ("GET", "/search", "/search", {"params": {"starts_at": "yesterday"}}, 400),
 ]

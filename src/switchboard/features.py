@@ -34,6 +34,7 @@ def routers() -> list[APIRouter]:
     from switchboard.contacts.endpoints import router as contacts
     from switchboard.events.endpoints import router as events
     from switchboard.jobs.endpoints import router as jobs
+    from switchboard.proxy.endpoints import router as proxy
     from switchboard.reports.endpoints import router as reports
     from switchboard.syncs.endpoints import router as syncs
     from switchboard.tasks.endpoints import router as tasks
@@ -42,7 +43,8 @@ def routers() -> list[APIRouter]:
 
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
-    return [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
+    hot = [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
+    return [*hot, proxy]  # rarely hot, and it would take any path under /proxy
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:

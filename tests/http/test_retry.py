@@ -266,3 +266,31 @@ async def test_stream_errors_are_mapped_like_requests(asgi_server: Serve, local:
         async with crm.stream("GET", "/api/events"):
             pass
     assert caught.value.provider_status == 400
+
+
+async def test_passthrough_returns_the_providers_final_answer_instead_of_raising(
+    asgi_server: Serve, local: Outbounds
+) -> None:
+    """The proxy's mode: a 4xx comes back as is; 429/5xx are retried for an idempotent call and
+    the last answer comes back when the attempts are used up; a POST gets its 429 back."""
+    not_found = JSONResponse({"message": "no such thing"}, status_code=404)
+    missing, flaky, busy = Recorder(), Recorder(), Recorder()
+    clock = FakeClock()
+    make = local.make
+    found = make(conn(asgi_server(scripted([not_found], missing))), None, clock=clock)
+    retried = make(conn(asgi_server(scripted([rate_limited("1")], flaky))), None, clock=clock)
+    posted = make(conn(asgi_server(scripted([rate_limited("1"), OK], busy))), None, clock=clock)
+
+    r404 = await found.client("crm").request("GET", "/x", passthrough=True)
+    r429 = await retried.client("crm").request("GET", "/x", passthrough=True)
+    post = await posted.client("crm").request("POST", "/x", passthrough=True)
+
+    assert r404.status_code == 404 and r404.json() == {"message": "no such thing"}
+    assert len(missing.seen) == 1
+    assert r429.status_code == 429 and len(flaky.seen) == POLICY.max_attempts
+    assert clock.sleeps == [1.0] * (POLICY.max_attempts - 1)
+    assert post.status_code == 429 and len(busy.seen) == 1
+    retried_post = await posted.client("crm").request(
+        "POST", "/x", passthrough=True, idempotent=True
+    )
+    assert retried_post.status_code == 200 and len(busy.seen) == 2

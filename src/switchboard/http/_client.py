@@ -66,12 +66,13 @@ class ConnectionClient:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         bucket: Bucket | None = None,
         mode: Mode = "request",
         idempotent: bool | None = None,
         accept: Collection[int] = (),
+        passthrough: bool = False,
         _stream: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
@@ -87,6 +88,11 @@ class ConnectionClient:
         ``mode="request"``: waits add up to ``policy.request_max_wait`` at most; past it the call
         raises ``ProviderUnavailable`` (a ``TransientError`` carrying ``retry_after``).
         ``mode="job"``: waits up to ``policy.job_max_wait``; past it ``RetryLater(seconds)``.
+        ``passthrough=True`` (the proxy): the provider's answer is the caller's, whatever its
+        status. A 429/5xx is retried only when the call is repeatable (``idempotent``, default by
+        method: a non-idempotent call gets the 429 back and decides itself), and the last answer
+        is returned once the attempts are used up; every other status is returned at once, but
+        for the one 401 that refreshes the credentials. Waits stay bounded as above.
         ``kwargs`` go to ``httpx.AsyncClient.request`` (``params``, ``json``, ``headers``, …).
         """
         method = method.upper()
@@ -176,6 +182,10 @@ class ConnectionClient:
                         verdict = "failure" if status >= 500 else "success"
                         if status < 400 or status in accept:
                             return response
+                        if passthrough and not self._repeat(
+                            status, repeatable, attempt, refresh=not reauthorised
+                        ):
+                            return response
                         if _stream:  # an error body is small: read it for the error, release
                             await response.aread()
                             await response.aclose()
@@ -229,7 +239,9 @@ class ConnectionClient:
             waited += wait
 
     @asynccontextmanager
-    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self, method: str, url: str | httpx.URL, **kwargs: Any
+    ) -> AsyncIterator[httpx.Response]:
         """Like :meth:`request`, with the same retries, budget and breaker, but the successful
         response's body is not read: iterate ``response.aiter_bytes()`` inside the block, so a
         large document never sits in memory whole.
@@ -252,6 +264,13 @@ class ConnectionClient:
             ) from None
         finally:
             await response.aclose()
+
+    def _repeat(self, status: int, repeatable: bool, attempt: int, *, refresh: bool) -> bool:
+        """Whether a passed-through error answer is tried again rather than returned."""
+        if status == 401:
+            return refresh and self.tokens is not None and self.tokens.refreshable
+        retryable = status == 429 or status >= 500
+        return retryable and repeatable and attempt < self.policy.max_attempts
 
     def _budget(self, bucket: Bucket | None) -> LocalBudget:
         name = bucket.name if bucket is not None else DEFAULT_BUCKET

@@ -1,0 +1,1 @@
+"""The provider proxy: ``ANY /proxy/{connection}/{path}`` through the connection's client."""
