@@ -264,3 +264,12 @@ def test_hubspot_refuses_addresses_at_a_rejected_domain() -> None:
     assert body["category"] == "VALIDATION_ERROR"
     assert "INVALID_EMAIL" in body["message"]
     assert asyncio.run(create("ada@example.org")).status_code == 201
+
+
+def test_the_simulators_listen_on_sockets_asyncio_sets_tcp_nodelay_on() -> None:
+    """asyncio turns TCP_NODELAY on for accepted sockets only when the listening socket says it
+    is TCP (``proto == IPPROTO_TCP``); with ``proto == 0`` every kept-alive answer waited ~40 ms
+    for the client's delayed ACK (measured: 44 ms a request before, 1.4 ms after)."""
+    with Sandbox(only="hubspot,pipedrive") as sandbox:
+        for name, sock in sandbox._sockets.items():
+            assert sock.proto == socket.IPPROTO_TCP, name

@@ -177,7 +177,9 @@ class Sandbox:
         """A listening socket bound here (not by uvicorn), so that a taken fixed port can fall
         back to a free one without a window in which another process takes it."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on only for sockets it sees as TCP, and
+        # without it every kept-alive answer waits ~40 ms (Nagle against delayed ACKs).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, port))
