@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from switchboard import metrics
+from switchboard.changes import tasks as change_tasks
 from switchboard.config import Config
 from switchboard.contacts import tasks as _contacts_tasks  # noqa: F401 - syncers, refresh job
 from switchboard.contacts import webhooks as _crm_receivers  # noqa: F401 - CRM webhooks
@@ -27,6 +28,8 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
 
 def routers() -> list[APIRouter]:
+    from switchboard.changes.endpoints import router as changes
+    from switchboard.changes.endpoints import subs_router as event_subscriptions
     from switchboard.connections.endpoints import router as connections
     from switchboard.console.endpoints import router as console
     from switchboard.contacts.endpoints import router as contacts
@@ -42,12 +45,23 @@ def routers() -> list[APIRouter]:
     syncs_registry.load()  # the syncers POST /connections/{name}/sync can run
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
-    return [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
+    return [
+        *(events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console),
+        *(changes, event_subscriptions),
+    ]
+
+
+def webhooks() -> list[APIRouter]:
+    """What the hub sends: the OpenAPI document's ``webhooks`` section."""
+    from switchboard.changes.docs import router as change_events
+
+    return [change_events]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
+    specs.append(change_tasks.schedule())  # bounds the change events and attempt log
     if any(c.kind == "todo_webhooks" for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
     from switchboard.syncs import service as syncs_service

@@ -3,7 +3,8 @@
 ``Sandbox(...).start()`` serves every selected simulator with uvicorn on one background thread
 (one event loop) and returns ``{name: base_url}``; ``stop()`` shuts them down. With ``port=0`` each
 gets a free port; with ``port=P`` they get fixed ports ``P + offset`` in :data:`NAMES` order
-(hubspot P, nango P+1, acme P+2, events P+3, todo P+4), whichever are selected. With
+(hubspot P, nango P+1, acme P+2, events P+3, todo P+4, receiver P+5), whichever are selected.
+The receiver is not a provider: it stands for the product's endpoint of outbound change events. With
 ``fallback=True`` a fixed port that is taken gives way to a free one (listed in ``moved``).
 """
 
@@ -28,9 +29,10 @@ from switchboard.sandbox.events import FEED_PATH, EventFeedSimulator, FeedSettin
 from switchboard.sandbox.faults import Faults
 from switchboard.sandbox.hubspot import HubSpotSimulator, HubSpotWebhookSettings, TokenRegistry
 from switchboard.sandbox.nango import NangoSimulator
+from switchboard.sandbox.receiver import WebhookReceiver
 from switchboard.sandbox.todo import TodoSimulator
 
-NAMES = ("hubspot", "nango", "acme", "events", "todo")
+NAMES = ("hubspot", "nango", "acme", "events", "todo", "receiver")
 
 
 def parse_only(only: str | Iterable[str] | None) -> list[str]:
@@ -83,6 +85,7 @@ class Sandbox:
         self.acme: AcmeSimulator | None = None
         self.events: EventFeedSimulator | None = None
         self.todo: TodoSimulator | None = None
+        self.receiver: WebhookReceiver | None = None
         apps: dict[str, Any] = {}
         if "hubspot" in self.names:
             self.hubspot = HubSpotSimulator(
@@ -111,6 +114,9 @@ class Sandbox:
         if "todo" in self.names:
             self.todo = TodoSimulator(target=todo_target, faults=faults)
             apps["todo"] = self.todo.app
+        if "receiver" in self.names:
+            self.receiver = WebhookReceiver()
+            apps["receiver"] = self.receiver.app
         self._apps = apps
         self._servers: dict[str, uvicorn.Server] = {}
         self._sockets: dict[str, socket.socket] = {}

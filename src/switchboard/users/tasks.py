@@ -21,6 +21,8 @@ from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
+from switchboard.changes import kinds as changes
+from switchboard.changes.service import emit_many
 from switchboard.connectors.crm import ContactWrite, CrmContact, crm_client
 from switchboard.contacts import service as contacts
 from switchboard.db import utcnow
@@ -58,7 +60,9 @@ async def _propagate(name: str | None, group: list[tuple[JobContext, User]]) -> 
     if name is None or ctx0.config.connection(name) is None or ctx0.outbound is None:
         error = f"no CRM connection {name!r} is configured"
         for ctx, user in group:
-            ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=error))
+            ctx.on_outcome(
+                _recorder(user.id, user.version, lambda _: "failed", error=error, connection=name)
+            )
         return
     crm = crm_client(ctx0.outbound, ctx0.config, name, mode="job")
     writes = [_write(user) for _, user in group]
@@ -122,6 +126,7 @@ async def _record_synced(
     ids = [contacts.contact_id(name, c.external_id) for c in written]
     async with ctx.db.session() as session:
         await session.execute(_SYNCED, [row | {"synced_at": now} for row in synced])
+        await changes.users_synced(session, name, synced)
         stored = {
             row.external_id: row
             for row in await session.scalars(select(Contact).where(Contact.id.in_(ids)))
@@ -153,8 +158,13 @@ def _write(user: User) -> ContactWrite:
 
 def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
     ctx.fail(exc)
+    name = user.crm_connection or ctx.config.hub.users.crm_connection
     if isinstance(exc, TerminalError):
-        ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=_describe(exc)))
+        ctx.on_outcome(
+            _recorder(
+                user.id, user.version, lambda _: "failed", error=_describe(exc), connection=name
+            )
+        )
     else:
         # The job's new state says whether it will be retried ("pending") or has run out of
         # time ("dead"); the user's sync state follows it.
@@ -164,6 +174,7 @@ def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
                 user.version,
                 lambda job: "dead" if job == "dead" else "pending",
                 _describe(exc),
+                connection=name,
             )
         )
 
@@ -176,6 +187,7 @@ def _recorder(
     *,
     fields: dict[str, str] | None = None,
     contact_id: str | None = None,
+    connection: str | None = None,
 ) -> OutcomeWrite:
     """The run's record on the user, written with the job's outcome (``state`` maps the job's
     new state to the user's sync state). If the user changed meanwhile, its state stays
@@ -196,6 +208,11 @@ def _recorder(
                 "synced_at": utcnow(),
             }
         await session.execute(update(User).where(User.id == user_id).values(**values))
+        if sync_state in ("failed", "dead"):
+            event = changes.user_event(
+                sync_state, user_id, version, connection=connection, error=error
+            )
+            await emit_many(session, [event])
 
     return write
 
