@@ -4,6 +4,7 @@ secret rotation and per-object order."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -70,7 +71,7 @@ async def test_each_retry_waits_its_step_of_the_schedule_with_the_same_webhook_i
     deliveries = await subscriber.received("r", 4, status=None)
     assert [d["status"] for d in deliveries] == [500, 500, 500, 200]
     assert len({d["webhook_id"] for d in deliveries}) == 1
-    gaps = [b["received_at"] - a["received_at"] for a, b in zip(deliveries, deliveries[1:])]
+    gaps = [b["received_at"] - a["received_at"] for a, b in itertools.pairwise(deliveries)]
     for gap, step in zip(gaps, SCHEDULE[1:], strict=True):
         assert gap >= step - 0.02, (gaps, SCHEDULE)
     attempts = await _attempts(client, sub["id"])
