@@ -190,7 +190,8 @@ def serve(
         typer.Option(
             min=0,
             max=65531,
-            help="Zero-config: first simulator port (hubspot P … todo P+4); a taken one moves.",
+            help="Zero-config: first simulator port (hubspot P … todo P+4, receiver P+5); "
+            "a taken one moves.",
         ),
     ] = SANDBOX_PORT,
     verbose: Annotated[

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         True,
         description="With no connections file, `serve` starts the built-in provider simulators "
-        "(ports 8101-8105), wires every connection to them and adds demo data (--no-demo: none).",
+        "(ports 8101-8106), wires every connection to them and adds demo data (--no-demo: none).",
     )
 
     # Durable jobs (switchboard.jobs).

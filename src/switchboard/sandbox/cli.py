@@ -17,7 +17,8 @@ def sandbox(
     port: Annotated[
         int,
         typer.Option(
-            help="First port: hubspot P, nango P+1, acme P+2, events P+3, todo P+4. 0: any."
+            help="First port: hubspot P, nango P+1, acme P+2, events P+3, todo P+4, "
+            "receiver P+5. 0: any."
         ),
     ] = 8101,
     contacts: Annotated[int, typer.Option(min=0, help="HubSpot contacts to seed.")] = 100,
