@@ -17,6 +17,7 @@ outcome (``JobContext.on_outcome``): no attempt is logged for a job whose outcom
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from switchboard.changes import metrics, signing
 from switchboard.changes.crypto import secret_box
 from switchboard.changes.service import emit, envelope, public_id, signing_secrets
 from switchboard.changes.urls import UnsafeUrl, check
+from switchboard.config import Config
 from switchboard.db import utcnow
 from switchboard.errors import TerminalError, TransientError
 from switchboard.http import Outbound
@@ -109,28 +111,59 @@ def _client(ctx: JobContext) -> httpx.AsyncClient:
     return outbound.plain_client("changes", timeout=ctx.config.settings.events_timeout)
 
 
-async def deliver(ctx: JobContext) -> None:
-    """The ``changes.deliver`` job (see the module docstring)."""
+BATCH = 50
+"""Deliveries one worker claims together (one claim, concurrent POSTs; never two of one
+(subscription, object): the queue's keys)."""
+
+
+async def deliver_batch(jobs: list[JobContext]) -> None:
+    """The ``changes.deliver`` jobs of one claim (see the module docstring): the events and
+    subscriptions read at once, the POSTs sent concurrently, each job its own outcome."""
+    ctx0 = jobs[0]
+    event_ids = {int(ctx.payload["event"]) for ctx in jobs}
+    sub_ids = {str(ctx.payload["subscription"]) for ctx in jobs}
+    async with ctx0.db.read_session() as session:
+        rows = await session.scalars(select(ChangeEvent).where(ChangeEvent.id.in_(event_ids)))
+        events = {row.id: row for row in rows.all()}
+        found = await session.scalars(
+            select(EventSubscription).where(EventSubscription.id.in_(sub_ids))
+        )
+        subs = {sub.id: sub for sub in found.all()}
+    keys = {sub.id: _keys(ctx0.config, sub) for sub in subs.values()}
+
+    async def one(ctx: JobContext) -> None:
+        row = events.get(int(ctx.payload["event"]))
+        sub = subs.get(str(ctx.payload["subscription"]))
+        try:
+            await _deliver(ctx, row, sub, keys.get(sub.id, []) if sub is not None else [])
+        except Exception as exc:  # this job's failure only; the others go on
+            ctx.fail(exc)
+
+    await asyncio.gather(*(one(ctx) for ctx in jobs))
+
+
+def _keys(config: Config, sub: EventSubscription) -> list[str]:
+    box = secret_box(config)
+    return [box.decrypt(s) for s in signing_secrets(sub, utcnow())]
+
+
+async def _deliver(
+    ctx: JobContext, row: ChangeEvent | None, sub: EventSubscription | None, keys: list[str]
+) -> None:
+    """One delivery; raises to retry (``TransientError``) or give up (``TerminalError``)."""
     config = ctx.config
-    event_id, sub_id = int(ctx.payload["event"]), str(ctx.payload["subscription"])
-    async with ctx.db.read_session() as session:
-        row = await session.get(ChangeEvent, event_id)
-        sub = await session.get(EventSubscription, sub_id)
     if row is None or sub is None:
         return  # pruned, or the subscription was deleted
     if not sub.enabled:
         skipped = Attempt(error="not sent: the subscription is disabled")
         ctx.on_outcome(_record(ctx, skipped, given_up=True, count_failure=False))
         return
-    now = utcnow()
     try:
         await check(config, sub.url)
     except UnsafeUrl as exc:
         attempt = Attempt(error=exc.message)
     else:
         body = json.dumps(envelope(row), separators=(",", ":")).encode()
-        box = secret_box(config)
-        keys = [box.decrypt(s) for s in signing_secrets(sub, now)]
         headers = signing.headers(keys, message_id(row.id, sub.id), int(time.time()), body)
         attempt = await post(_client(ctx), sub.url, body, headers)
     metrics.observe(sub.id, attempt)

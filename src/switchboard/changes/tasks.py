@@ -7,7 +7,7 @@ from datetime import timedelta
 import structlog
 
 from switchboard.changes import delivery, service
-from switchboard.jobs import JobContext, handler
+from switchboard.jobs import JobContext, batch_handler, handler
 from switchboard.jobs.schedules import ScheduleSpec
 
 log = structlog.get_logger("switchboard.changes")
@@ -25,7 +25,7 @@ async def dispatch(ctx: JobContext) -> None:
             return
 
 
-handler(service.DELIVER)(delivery.deliver)
+batch_handler(service.DELIVER, size=delivery.BATCH)(delivery.deliver_batch)
 
 
 def schedule() -> ScheduleSpec:

@@ -86,7 +86,7 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.endpoints: dict[str, Endpoint] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.app = Starlette(
             routes=[
                 Route(PATH + "/{name}", self._receive, methods=["POST"]),
