@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -105,15 +106,35 @@ async def post(
     return attempt
 
 
-def _client(ctx: JobContext) -> httpx.AsyncClient:
+CONNECTIONS = 16
+"""POSTs in flight to one subscription from one worker (its own connection pool): a slow
+receiver holds up its own deliveries only."""
+_gates: weakref.WeakKeyDictionary[httpx.AsyncClient, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client(ctx: JobContext, sub_id: str) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    """The subscription's client, and the gate that keeps its POSTs within its pool: httpcore
+    scans its connections for every request queued in it, so requests wait here instead."""
     outbound: Outbound | None = ctx.outbound
     assert outbound is not None, "deliveries run in a worker with outbound clients"
-    return outbound.plain_client("changes", timeout=ctx.config.settings.events_timeout)
+    client = outbound.plain_client(
+        f"changes:{sub_id}", timeout=ctx.config.settings.events_timeout, connections=CONNECTIONS
+    )
+    gate = _gates.get(client)
+    if gate is None:
+        gate = _gates[client] = asyncio.Semaphore(CONNECTIONS)
+    return client, gate
 
 
 BATCH = 50
 """Deliveries one worker claims together (one claim, concurrent POSTs; never two of one
 (subscription, object): the queue's keys)."""
+BATCHES = 4
+"""Delivery batches one worker runs at once: at most ``BATCH * BATCHES`` POSTs in flight, and
+at most ``BATCH`` connections per subscription (a POST's timeout does not count its wait for
+one: waiting in this process is not the receiver's failure)."""
 
 
 async def deliver_batch(jobs: list[JobContext]) -> None:
@@ -165,7 +186,9 @@ async def _deliver(
     else:
         body = json.dumps(envelope(row), separators=(",", ":")).encode()
         headers = signing.headers(keys, message_id(row.id, sub.id), int(time.time()), body)
-        attempt = await post(_client(ctx), sub.url, body, headers)
+        client, gate = _client(ctx, sub.id)
+        async with gate:
+            attempt = await post(client, sub.url, body, headers)
     metrics.observe(sub.id, attempt)
     if attempt.ok:
         ctx.on_outcome(_record(ctx, attempt))

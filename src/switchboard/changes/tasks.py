@@ -25,7 +25,9 @@ async def dispatch(ctx: JobContext) -> None:
             return
 
 
-batch_handler(service.DELIVER, size=delivery.BATCH)(delivery.deliver_batch)
+batch_handler(service.DELIVER, size=delivery.BATCH, concurrency=delivery.BATCHES)(
+    delivery.deliver_batch
+)
 
 
 def schedule() -> ScheduleSpec:

@@ -111,13 +111,21 @@ class Outbound:
         self._clients[name] = client
         return client
 
-    def plain_client(self, purpose: str, *, timeout: float) -> httpx.AsyncClient:
+    def plain_client(
+        self, purpose: str, *, timeout: float, connections: int = 100
+    ) -> httpx.AsyncClient:
         """A client for calls that belong to no connection (outbound webhooks to URLs the API
-        was given): one per ``purpose``, no redirects followed, closed with the others."""
+        was given): one per ``purpose``, no redirects followed, closed with the others.
+        ``timeout`` bounds each call's connect, write and read, not its wait for one of the
+        ``connections`` (the caller bounds how many calls it makes at once)."""
         client = self._plain.get(purpose)
         if client is None:
             client = self._plain[purpose] = httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout), follow_redirects=False
+                timeout=httpx.Timeout(timeout, pool=None),
+                limits=httpx.Limits(
+                    max_connections=connections, max_keepalive_connections=connections
+                ),
+                follow_redirects=False,
             )
             self._http.append(client)
         return client
