@@ -5,7 +5,6 @@ and a HubSpot webhook (contacts), user propagation (succeeded, failed, dead), a 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 
 from switchboard.config import HubConfig, Settings
 from switchboard.sandbox import Sandbox, task_event, zero_config
-from switchboard.sandbox.todo import WEBHOOK_SECRET
+from switchboard.sandbox.todo import WEBHOOK_SECRET, EventName
 from tests.changes.conftest import all_changes
 from tests.contacts.conftest import hub_url  # noqa: F401 - the hub on a real port (webhooks)
 from tests.support import API_KEY, Backend, eventually, make_settings
@@ -107,28 +106,46 @@ async def test_every_kind_comes_from_its_real_code_path(
     failed = await _wait_for(client, "user.sync.failed", subject="user:u2")
     assert failed["data"]["error"]
 
-    # A TODO webhook.
-    body = json.dumps(
-        task_event("created", user_id="7", task_id="t1", content="Write the report")
-    ).encode()
-    msg_id = f"msg_{uuid.uuid4().hex}"
-    now = time.time()
-    signature = Webhook(WEBHOOK_SECRET).sign(
-        msg_id, datetime.fromtimestamp(now, UTC), body.decode()
-    )
-    r = await client.post(
-        "/webhooks/todo",
-        content=body,
-        headers={
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now)),
-            "webhook-signature": signature,
-            "content-type": "application/json",
-        },
-    )
-    assert r.status_code == 202, r.text
+    # TODO webhooks: a task created, edited, completed, deleted.
+    async def todo(event: EventName, content: str = "Write the report", done: bool = False) -> None:
+        payload = task_event(event, user_id="7", task_id="t1", content=content, is_completed=done)
+        body = json.dumps(payload)
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        now = datetime.now(UTC)
+        r = await client.post(
+            "/webhooks/todo",
+            content=body.encode(),
+            headers={
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": Webhook(WEBHOOK_SECRET).sign(msg_id, now, body),
+                "content-type": "application/json",
+            },
+        )
+        assert r.status_code == 202, r.text
+
+    await todo("created")
     task = await _wait_for(client, "task.created", subject="task:todo:t1")
     assert task["data"]["task"]["content"] == "Write the report"
+    await todo("updated", content="Write the whole report")
+    edited = await _wait_for(client, "task.updated", subject="task:todo:t1")
+    assert edited["data"]["task"]["content"] == "Write the whole report"
+    await todo("updated", content="Write the whole report", done=True)
+    done = await _wait_for(client, "task.completed", subject="task:todo:t1")
+    assert done["data"]["task"]["state"] == "completed"
+    await todo("deleted")
+    await _wait_for(client, "task.deleted", subject="task:todo:t1")
+
+    # A contact deleted in HubSpot, told by its webhook.
+    hubspot.ui_delete(2)
+    deleted = await _wait_for(client, "contact.deleted")
+    assert deleted["data"]["contact"]["externalId"] == "2"
+
+    # The feed's next document (the simulator rotates its samples): plans change and leave.
+    assert (await client.post("/connections/events/sync")).status_code == 202
+    await _wait_for(client, "event_plan.updated", connection="events")
+    removed = await _wait_for(client, "event_plan.removed", connection="events")
+    assert removed["data"]["plan"]["inFeed"] is False
 
     # The scheduled report (every second here).
     report = await _wait_for(client, "report.created")
