@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import insert, update
 
 from switchboard.changes import service
-from switchboard.db import Database
+from switchboard.db import Database, utcnow
+from switchboard.models import ChangeAttempt, ChangeEvent
 from tests.changes.conftest import all_changes
 from tests.support import Backend
 
@@ -88,3 +91,36 @@ async def test_a_late_commit_is_not_skipped_by_a_reader_that_paged_past_later_ev
         assert [e["subject"] for e in first["items"]] == ["sync:b"]
         assert [e["subject"] for e in second["items"]] == ["sync:a"]
     assert all(e["seq"] > first["next_after"] for e in second["items"])
+
+
+async def test_prune_removes_events_and_attempts_past_the_retention(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    async with db.session() as session:
+        await service.emit(session, "sync.failed", "sync:old", {"run": {}})
+    async with db.session() as session:
+        await service.emit(session, "sync.succeeded", "sync:new", {"run": {}})
+    old = utcnow() - timedelta(days=31)
+    async with db.session() as session:
+        await session.execute(
+            update(ChangeEvent).where(ChangeEvent.subject == "sync:old").values(created_at=old)
+        )
+        await session.execute(
+            insert(ChangeAttempt),
+            [
+                {
+                    "event_id": 1,
+                    "subscription_id": "s",
+                    "attempt": 1,
+                    "outcome": "failed",
+                    "created_at": when,
+                }
+                for when in (old, utcnow())
+            ],
+        )
+    async with db.session() as session:
+        pruned = await service.prune(
+            session, older_than=service.retention_cutoff(timedelta(days=30))
+        )
+    assert pruned == (1, 1)
+    assert [e["subject"] for e in await all_changes(client)] == ["sync:new"]
