@@ -28,6 +28,7 @@ same counter lock).
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
@@ -195,7 +196,8 @@ def public_id(event_id: int) -> str:
 
 def parse_public_id(value: str) -> int | None:
     digits = value.removeprefix("evt_")
-    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+    # ASCII digits only (str.isdigit takes "²" too), and within a BIGINT.
+    return int(digits) if re.fullmatch(r"[0-9]{1,18}", digits) else None
 
 
 def envelope(row: ChangeEvent) -> dict[str, Any]:
