@@ -124,3 +124,16 @@ async def test_prune_removes_events_and_attempts_past_the_retention(
         )
     assert pruned == (1, 1)
     assert [e["subject"] for e in await all_changes(client)] == ["sync:new"]
+
+
+async def test_a_rolled_back_savepoint_takes_only_its_own_events(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    async with db.session() as session:
+        await service.emit(session, "sync.succeeded", "sync:kept", {"run": {}})
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await service.emit(session, "sync.failed", "sync:undone", {"run": {}})
+                raise RuntimeError("the savepoint's change fails")
+        await service.emit(session, "sync.succeeded", "sync:after", {"run": {}})
+    assert [e["subject"] for e in await all_changes(client)] == ["sync:kept", "sync:after"]

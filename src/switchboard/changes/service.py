@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import delete, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_session
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_
 
 from switchboard.db import utcnow
@@ -136,17 +136,15 @@ def _sequence(session: Session) -> None:
     await_(_assign(proxy, txn))
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_TXN, None)
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction only: a savepoint's rollback (which also fires after_rollback)
+    # takes its own events with it, and the transaction's other events still commit.
+    if transaction.parent is None:
+        session.info.pop(_TXN, None)
 
 
 # --- the feed ---------------------------------------------------------------------------------
-
-
-async def last_seq(session: AsyncSession) -> int:
-    value = await session.scalar(select(ChangeCursor.value).where(ChangeCursor.name == SEQUENCE))
-    return int(value or 0)
 
 
 async def list_events(
