@@ -151,6 +151,21 @@ def user_event(
     )
 
 
+async def user_sync_ended(
+    session: AsyncSession,
+    outcome: str,
+    user_id: str,
+    version: int,
+    *,
+    connection: str | None,
+    error: str | None,
+) -> None:
+    """A propagation that ended without success: ``failed`` (refused) or ``dead``."""
+    await emit_many(
+        session, [user_event(outcome, user_id, version, connection=connection, error=error)]
+    )
+
+
 async def users_synced(
     session: AsyncSession, connection: str, synced: list[dict[str, Any]]
 ) -> None:

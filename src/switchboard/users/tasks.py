@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
 from switchboard.changes import kinds as changes
-from switchboard.changes.service import emit_many
 from switchboard.connectors.crm import ContactWrite, CrmContact, crm_client
 from switchboard.contacts import service as contacts
 from switchboard.db import utcnow
@@ -209,10 +208,9 @@ def _recorder(
             }
         await session.execute(update(User).where(User.id == user_id).values(**values))
         if sync_state in ("failed", "dead"):
-            event = changes.user_event(
-                sync_state, user_id, version, connection=connection, error=error
+            await changes.user_sync_ended(
+                session, sync_state, user_id, version, connection=connection, error=error
             )
-            await emit_many(session, [event])
 
     return write
 
