@@ -87,6 +87,9 @@ async def test_each_retry_waits_its_step_of_the_schedule_with_the_same_webhook_i
         (4, "succeeded", 200),
     ]
     assert '"received":false' in attempts[0]["response"].replace(" ", "")
+    # The success stopped the clock of the 5-day disable that the failures had started.
+    state = (await client.get(f"/event-subscriptions/{sub['id']}")).json()
+    assert state["failing_since"] is None and state["enabled"] is True
 
 
 async def test_retry_after_of_a_429_replaces_the_schedules_step(

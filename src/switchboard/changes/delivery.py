@@ -191,7 +191,9 @@ async def _deliver(
             attempt = await post(client, sub.url, body, headers)
     metrics.observe(sub.id, attempt)
     if attempt.ok:
-        ctx.on_outcome(_record(ctx, attempt))
+        # Its failure clock is reset only when one runs (known from the read above: a success
+        # of a healthy subscription writes nothing but its attempt).
+        ctx.on_outcome(_record(ctx, attempt, was_failing=sub.failing_since is not None))
         return
     schedule = config.settings.events_retry_schedule
     described = attempt.error or f"answered {attempt.status}"
@@ -213,6 +215,7 @@ def _record(
     given_up: bool = False,
     disable: str | None = None,
     count_failure: bool = True,
+    was_failing: bool = True,
 ) -> OutcomeWrite:
     event_id, sub_id = int(ctx.payload["event"]), str(ctx.payload["subscription"])
     number = ctx.attempt
@@ -243,6 +246,8 @@ def _record(
             ],
         )
         if attempt.ok:
+            if not was_failing:
+                return
             await session.execute(
                 update(EventSubscription)
                 .where(EventSubscription.id == sub_id, EventSubscription.failing_since.is_not(None))
