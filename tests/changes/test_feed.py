@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from switchboard.changes import service
+from switchboard.changes.kinds import TYPES
 from switchboard.db import Database, utcnow
 from switchboard.models import ChangeAttempt, ChangeEvent
 from tests.changes.conftest import all_changes
@@ -137,3 +138,14 @@ async def test_a_rolled_back_savepoint_takes_only_its_own_events(
                 raise RuntimeError("the savepoint's change fails")
         await service.emit(session, "sync.succeeded", "sync:after", {"run": {}})
     assert [e["subject"] for e in await all_changes(client)] == ["sync:kept", "sync:after"]
+
+
+async def test_every_event_type_is_documented_in_the_openapi_webhooks(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert set(document["webhooks"]) == set(TYPES)
+    operation = document["webhooks"]["contact.updated"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"id", "seq", "type", "subject", "timestamp", "data"} <= set(schema["properties"])

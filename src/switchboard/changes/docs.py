@@ -90,7 +90,13 @@ def _document(event_type: str) -> None:
 
     operation.__annotations__["body"] = model  # a real class, not the postponed annotation
     operation.__doc__ = TYPES[event_type]
-    router.post(event_type, summary=event_type, status_code=200)(operation)
+    router.post(
+        event_type,
+        summary=event_type,
+        operation_id=f"event_{event_type.replace('.', '_')}",
+        status_code=200,
+        response_description="Any 2xx within 15 s: received (410: unsubscribe).",
+    )(operation)
 
 
 for _type in TYPES:
