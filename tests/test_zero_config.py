@@ -101,7 +101,7 @@ class Hub:
                 if line.strip().startswith("sandbox "):
                     name, _, rest = line.strip().removeprefix("sandbox ").partition(": ")
                     urls[name] = rest.split()[0]
-            if "pipedrive" in urls or time.monotonic() > deadline:  # the banner's last line
+            if "receiver" in urls or time.monotonic() > deadline:  # the banner's last line
                 return urls
             time.sleep(0.1)
 
@@ -200,7 +200,7 @@ def test_every_endpoint_and_console_page_shows_demo_data_within_seconds(hub: Hub
 
 
 def test_one_banner_and_no_start_up_noise(hub: Hub) -> None:
-    wait_until(lambda: "sandbox pipedrive:" in hub.proc.output(), timeout=30)
+    wait_until(lambda: "sandbox receiver:" in hub.proc.output(), timeout=30)
     output = hub.proc.output()
     assert output.count("Switchboard\n") == 1
     assert f"API       {hub.url}" in output
@@ -211,7 +211,7 @@ def test_one_banner_and_no_start_up_noise(hub: Hub) -> None:
     assert "config    none: zero-config" in output
     assert "demo      on" in output
     urls = hub.sandbox_urls()
-    assert set(urls) == {"hubspot", "nango", "acme", "events", "todo", "pipedrive"}
+    assert set(urls) == {"hubspot", "nango", "acme", "events", "todo", "pipedrive", "receiver"}
     assert urls["nango"] == f"http://127.0.0.1:{hub.sandbox_port + 1}"  # the fixed ports
     assert urls["todo"] == f"http://127.0.0.1:{hub.sandbox_port + 4}"
     assert urls["pipedrive"] == f"http://127.0.0.1:{hub.sandbox_port + 5}"
@@ -387,3 +387,15 @@ def test_the_banner_masks_the_key_and_the_database_password(tmp_path: Path) -> N
     assert "key-secret-0123456789" not in text and "key-…" in text
     assert f"config    {source}" in text
     assert "demo      off" in text and "sandbox " not in text
+
+
+def test_the_demo_subscribes_the_sandbox_receiver_and_deliveries_arrive_signed(hub: Hub) -> None:
+    receiver = hub.sandbox_urls()["receiver"] + "/sandbox/receiver/demo/deliveries"
+
+    def delivered() -> bool:
+        items = httpx.get(receiver, timeout=5).json()["deliveries"]
+        return any(d["verified"] is True and d["status"] == 200 for d in items)
+
+    wait_until(delivered, timeout=30)
+    subs = hub.get("/event-subscriptions").json()["items"]
+    assert [s["event_types"] for s in subs] == [["*"]]

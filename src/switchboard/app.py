@@ -106,6 +106,8 @@ def create_app(
     _install_error_handlers(app)
     for router in features.routers():
         app.include_router(router)
+    for router in features.webhooks():
+        app.webhooks.include_router(router)
     app.include_router(health_router)  # last: probes and scrapes are not the hot path
     openapi.install(app)
     docs.install(app)

@@ -187,9 +187,9 @@ def serve(
         int,
         typer.Option(
             min=0,
-            max=65531,
-            help="Zero-config: first simulator port (hubspot P … pipedrive P+5); a taken one "
-            "moves.",
+            max=65529,
+            help="Zero-config: first simulator port (hubspot P … pipedrive P+5, receiver P+6); "
+            "a taken one moves.",
         ),
     ] = SANDBOX_PORT,
     verbose: Annotated[

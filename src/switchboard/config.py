@@ -90,6 +90,14 @@ class ReportsSection(Strict):
     )
 
 
+class EventsSection(Strict):
+    allow_private_urls: bool = Field(
+        False,
+        description="Let event subscriptions deliver to private, loopback and link-local "
+        "addresses (a hub whose consumers run on the same network).",
+    )
+
+
 class HubConfig(Strict):
     """The connections file, validated."""
 
@@ -98,6 +106,7 @@ class HubConfig(Strict):
     contacts: ContactsSection = Field(default_factory=ContactsSection)
     users: UsersSection = Field(default_factory=UsersSection)
     reports: ReportsSection = Field(default_factory=ReportsSection)
+    events: EventsSection = Field(default_factory=EventsSection)
 
     @field_validator("connections")
     @classmethod

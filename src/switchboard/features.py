@@ -10,6 +10,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from switchboard import metrics
+from switchboard.changes import delivery as change_delivery
+from switchboard.changes import service as change_service
+from switchboard.changes import tasks as change_tasks
 from switchboard.config import Config
 from switchboard.contacts import tasks as contacts_tasks
 from switchboard.db import Database
@@ -29,6 +32,8 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 
 
 def routers() -> list[APIRouter]:
+    from switchboard.changes.endpoints import router as changes
+    from switchboard.changes.endpoints import subs_router as event_subscriptions
     from switchboard.connections.endpoints import router as connections
     from switchboard.console.endpoints import router as console
     from switchboard.contacts.endpoints import router as contacts
@@ -44,12 +49,21 @@ def routers() -> list[APIRouter]:
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
     hot = [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
+    hot += [changes, event_subscriptions]
     return [*hot, proxy]  # rarely hot, and it would take any path under /proxy
+
+
+def webhooks() -> list[APIRouter]:
+    """What the hub sends: the OpenAPI document's ``webhooks`` section."""
+    from switchboard.changes.docs import router as change_events
+
+    return [change_events]
 
 
 def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
+    specs.append(change_tasks.schedule())  # bounds the change events and attempt log
     if any(config.provider_of(c).task_events for c in config.hub.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
     specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
@@ -74,6 +88,14 @@ def job_registry() -> Registry:
         concurrency=users_tasks.concurrency,
     )
     jobs.add(webhook_tasks.PRUNE, webhook_tasks.prune)
+    jobs.add(change_service.DISPATCH, change_tasks.dispatch)
+    jobs.add_batch(
+        change_service.DELIVER,
+        change_delivery.deliver_batch,
+        size=change_delivery.BATCH,
+        concurrency=change_delivery.BATCHES,
+    )
+    jobs.add(change_tasks.PRUNE, change_tasks.prune)
     jobs.add(task_reports.KIND, task_reports.run_scheduled)
     return jobs
 

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         True,
         description="With no connections file, `serve` starts the built-in provider simulators "
-        "(ports 8101-8106), wires every connection to them and adds demo data (--no-demo: none).",
+        "(ports 8101-8107), wires every connection to them and adds demo data (--no-demo: none).",
     )
 
     # Durable jobs (switchboard.jobs).
@@ -191,6 +191,31 @@ class Settings(BaseSettings):
         description="Rejected deliveries logged per connection, whatever the address.",
     )
 
+    # Outbound change events (switchboard.changes).
+    events_allow_private_urls: bool = Field(
+        False,
+        description="Let event subscriptions deliver to private, loopback and link-local "
+        "addresses (also `[events] allow_private_urls` in the connections file).",
+    )
+    events_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Seconds before each delivery attempt of an event, comma-separated (the "
+        "first is the first attempt): Svix's schedule by default, 8 attempts over ~27 hours.",
+    )
+    events_timeout: float = Field(15.0, gt=0, description="Seconds one delivery may take.")
+    events_retention: Duration = Field(
+        timedelta(days=30), description="How long change events and delivery attempts are kept."
+    )
+    events_disable_after: Duration = Field(
+        timedelta(days=5),
+        description="A subscription whose deliveries fail for this long without a success is "
+        "disabled.",
+    )
+    events_secret_overlap: Duration = Field(
+        timedelta(hours=24),
+        description="How long a rotated subscription secret still signs deliveries.",
+    )
+
     # Outbound HTTP (switchboard.http).
     http_max_attempts: int = Field(4, ge=1, description="Tries of one outbound call.")
     http_request_max_wait: float = Field(
@@ -207,7 +232,12 @@ class Settings(BaseSettings):
     )
 
     _split_keys = field_validator(
-        "api_keys", "job_modules", "secret_key_previous", "allowed_hosts", mode="before"
+        "api_keys",
+        "job_modules",
+        "secret_key_previous",
+        "allowed_hosts",
+        "events_retry_schedule",
+        mode="before",
     )(_split_csv)
 
     @field_validator("database_url")

@@ -23,6 +23,8 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.changes import console as change_console
+from switchboard.changes import service as change_service
 from switchboard.console import charts, security, sessions
 from switchboard.console import service as console
 from switchboard.console.security import Session
@@ -40,6 +42,7 @@ PAGES = [
     ("connections", "Connections"),
     ("jobs", "Jobs"),
     ("webhooks", "Webhooks"),
+    ("events", "Events"),
     ("feed", "Feed"),
     ("tasks", "Tasks & reports"),
     ("users", "Users"),
@@ -429,6 +432,35 @@ async def webhooks_page(
         groups=await console.deliveries(db, config, per_connection=25),
         refresh=REFRESH_SECONDS,
     )
+
+
+@router.get("/events")
+async def events_page(
+    request: Request, session: ConsoleSession, db: DbSession, resent: str = ""
+) -> HTMLResponse:
+    return render(
+        request,
+        "events.html",
+        session,
+        page="events",
+        views=await change_console.subscriptions(db),
+        resent=resent[:40],
+        refresh=REFRESH_SECONDS,
+    )
+
+
+@router.post("/events/{event_id}/resend")
+async def resend_event(
+    event_id: str, form: PostedForm, db: DbSession, config: CurrentConfig
+) -> RedirectResponse:
+    row = await change_service.get_event(db, change_service.parse_public_id(event_id) or 0)
+    sub = await change_service.get_subscription(db, form.get("subscription", ""))
+    if row is None or sub is None:
+        raise NotFound(f"No event {event_id!r} for that subscription")
+    attempts = len(config.settings.events_retry_schedule)
+    job = change_service.delivery_job(sub, row.id, row.subject, attempts=attempts)
+    await queue.enqueue_many(db, [job])
+    return redirect("/events", resent=event_id)
 
 
 @router.get("/feed")

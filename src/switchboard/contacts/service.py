@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from switchboard.changes import kinds as changes
 from switchboard.connectors.crm import (
     FIELDS,
     ContactNotFound,
@@ -112,6 +113,7 @@ async def store(
         return 0
     # Sorted keys: concurrent upserts lock rows in one order and cannot deadlock.
     rows = [by_key[k] for k in sorted(by_key)]
+    await changes.contacts_stored(session, rows)
     stmt = _on_conflict(insert(session, Contact).values(rows))
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
@@ -167,7 +169,9 @@ async def store_many(
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
         stmt = _UPSERTS[dialect] = _on_conflict(insert(session, Contact))
-    await session.execute(stmt, [by_key[k] for k in sorted(by_key)])
+    rows = [by_key[k] for k in sorted(by_key)]
+    await changes.contacts_stored(session, rows)
+    await session.execute(stmt, rows)
 
 
 async def get(session: AsyncSession, hub_id: str) -> Contact | None:

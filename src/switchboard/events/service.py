@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from switchboard.changes import kinds as changes
 from switchboard.connectors.xml_feed import (
     FeedClient,
     FeedParser,
@@ -248,6 +249,7 @@ async def apply_staged(
                 set_={name: stmt.excluded[name] for name in columns if name not in _KEPT},
             )
         )
+        await changes.plans_written(session, connection, version, now)
     # A plan that left the feed keeps its values; search does not change, so no version bump.
     gone = await session.execute(
         update(EventPlan)
@@ -257,9 +259,12 @@ async def apply_staged(
             ~exists().where(mine, s.id == EventPlan.id),
         )
         .values(in_feed=False, last_seen_at=previous_seen or now)
+        .returning(*changes.PLAN_RETURNING)
         .execution_options(synchronize_session=False)
     )
-    result.gone = int(gone.rowcount)  # type: ignore[attr-defined]
+    left = gone.all()
+    await changes.plans_removed(session, connection, left)
+    result.gone = len(left)
     await session.execute(delete(s).where(mine))
     return result
 

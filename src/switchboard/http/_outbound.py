@@ -82,6 +82,7 @@ class Outbound:
         self._box: SecretBox | None = None
         self._clients: dict[str, ConnectionClient] = {}
         self._http: list[httpx.AsyncClient] = []
+        self._plain: dict[str, httpx.AsyncClient] = {}
         if db is not None:
             _by_database[db] = self
 
@@ -113,6 +114,25 @@ class Outbound:
         self._clients[name] = client
         return client
 
+    def plain_client(
+        self, purpose: str, *, timeout: float, connections: int = 100
+    ) -> httpx.AsyncClient:
+        """A client for calls that belong to no connection (outbound webhooks to URLs the API
+        was given): one per ``purpose``, no redirects followed, closed with the others.
+        ``timeout`` bounds each call's connect, write and read, not its wait for one of the
+        ``connections`` (the caller bounds how many calls it makes at once)."""
+        client = self._plain.get(purpose)
+        if client is None:
+            client = self._plain[purpose] = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, pool=None),
+                limits=httpx.Limits(
+                    max_connections=connections, max_keepalive_connections=connections
+                ),
+                follow_redirects=False,
+            )
+            self._http.append(client)
+        return client
+
     async def status(self, name: str) -> ConnectionStatus:
         client = self.client(name)
         credentials = await client.tokens.status() if client.tokens is not None else None
@@ -130,6 +150,7 @@ class Outbound:
             await http.aclose()
         self._http.clear()
         self._clients.clear()
+        self._plain.clear()
 
     def _build(self, name: str, conn: ConnectionBase) -> ConnectionClient:
         provider = self.config.provider_of(conn)

@@ -1,10 +1,14 @@
 """ORM tables, one module per table. Importing this package registers them all on ``Base``."""
 
 from switchboard.models.base import Base
+from switchboard.models.change_attempt import ChangeAttempt
+from switchboard.models.change_cursor import ChangeCursor
+from switchboard.models.change_event import ChangeEvent
 from switchboard.models.console_login import ConsoleLogin
 from switchboard.models.credential import Credential
 from switchboard.models.event_plan import EventPlan
 from switchboard.models.event_plan_staging import EventPlanStaging
+from switchboard.models.event_subscription import EventSubscription
 from switchboard.models.feed_state import FeedState
 from switchboard.models.job import Job
 from switchboard.models.rate_bucket import RateBucket
@@ -18,10 +22,14 @@ from switchboard.models.webhook_delivery import WebhookDelivery
 
 __all__ = [
     "Base",
+    "ChangeAttempt",
+    "ChangeCursor",
+    "ChangeEvent",
     "ConsoleLogin",
     "Credential",
     "EventPlan",
     "EventPlanStaging",
+    "EventSubscription",
     "FeedState",
     "Job",
     "RateBucket",

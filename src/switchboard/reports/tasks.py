@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import update
 
 from switchboard import metrics
+from switchboard.changes import kinds as changes
 from switchboard.db import Database, insert, utcnow
 from switchboard.jobs import JobContext, RetryLater
 from switchboard.jobs.schedules import ScheduleSpec, align
@@ -78,6 +79,9 @@ async def run_scheduled(ctx: JobContext) -> None:
                 .where(ReportCursor.name == CURSOR, ReportCursor.window_end == start)
                 .values(window_end=end, updated_at=utcnow())
             )
+            if advanced.rowcount:  # type: ignore[attr-defined]
+                window = (service.iso(start), service.iso(end))
+                await changes.report_created(session, *window, users, str(settings.dir))
         metrics.REPORT_RUNS.labels("succeeded").inc()
         log.info(
             "report_window_written", start=service.iso(start), end=service.iso(end), users=users

@@ -18,7 +18,7 @@ def sandbox(
         int,
         typer.Option(
             help="First port: hubspot P, nango P+1, acme P+2, events P+3, todo P+4, "
-            "pipedrive P+5. 0: any."
+            "pipedrive P+5, receiver P+6. 0: any."
         ),
     ] = 8101,
     contacts: Annotated[int, typer.Option(min=0, help="HubSpot contacts to seed.")] = 100,

@@ -27,6 +27,7 @@ import structlog
 
 from switchboard.connectors.hubspot.simulator.store import COMPANIES, FIRST_NAMES, LAST_NAMES
 from switchboard.connectors.todo_webhooks.simulator import CHORES, TodoSender, task_event
+from switchboard.sandbox.receiver import PATH as RECEIVER_PATH
 from switchboard.sandbox.server import Sandbox
 
 log = structlog.get_logger("switchboard.demo")
@@ -129,6 +130,7 @@ class DemoTraffic:
                 log.warning("demo_skipped", detail="the hub did not answer within 120 s")
                 return
             try:
+                await self._subscribe_receiver(client)
                 await asyncio.gather(self._users(client), self._trickle(client))
             except httpx.HTTPError as exc:  # the hub is stopping
                 log.info("demo_stopped", reason=str(exc)[:200])
@@ -143,6 +145,35 @@ class DemoTraffic:
                 pass
             await asyncio.sleep(0.1)
         return False
+
+    async def _subscribe_receiver(self, client: httpx.AsyncClient) -> None:
+        """Subscribe the sandbox's webhook receiver to every event, so deliveries show at once
+        (``/sandbox/receiver/demo/deliveries``, the console's events page). A hub that kept its
+        store from an earlier run already has the subscription: it is pointed at this run's
+        receiver and given a new secret (the receiver of this run never saw the old one)."""
+        receiver = self.sandbox.receiver
+        if receiver is None:
+            return
+        url = f"{self.sandbox.urls['receiver']}{RECEIVER_PATH}/demo"
+        found = await client.get(f"{self.hub_url}/event-subscriptions")
+        existing = [
+            s for s in found.json().get("items", []) if s["url"].endswith(f"{RECEIVER_PATH}/demo")
+        ]
+        if existing:
+            sub_id = existing[0]["id"]
+            await client.patch(
+                f"{self.hub_url}/event-subscriptions/{sub_id}", json={"url": url, "enabled": True}
+            )
+            answer = await client.post(f"{self.hub_url}/event-subscriptions/{sub_id}/rotate-secret")
+        else:
+            answer = await client.post(
+                f"{self.hub_url}/event-subscriptions",
+                json={"url": url, "event_types": ["*"], "description": "sandbox receiver (demo)"},
+            )
+        if answer.status_code in (200, 201):
+            receiver.endpoint("demo").secret = answer.json()["secret"]
+        else:
+            log.warning("demo_subscription_refused", status=answer.status_code, body=answer.text)
 
     async def _users(self, client: httpx.AsyncClient) -> None:
         """Sent together: the hub commits concurrent PATCHes as one group."""

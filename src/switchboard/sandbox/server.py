@@ -3,8 +3,10 @@
 ``Sandbox(...).start()`` serves every selected simulator with uvicorn on one background thread
 (one event loop) and returns ``{name: base_url}``; ``stop()`` shuts them down. With ``port=0`` each
 gets a free port; with ``port=P`` they get fixed ports ``P + offset`` in :data:`NAMES` order
-(hubspot P, nango P+1, acme P+2, events P+3, todo P+4, pipedrive P+5), whichever are selected.
-With ``fallback=True`` a fixed port that is taken gives way to a free one (listed in ``moved``).
+(hubspot P, nango P+1, acme P+2, events P+3, todo P+4, pipedrive P+5, receiver P+6), whichever
+are selected. The receiver is not a provider: it stands for the product's endpoint of outbound
+change events. With ``fallback=True`` a fixed port that is taken gives way to a free one (listed
+in ``moved``).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from switchboard.connectors.xml_feed.simulator import (
 )
 from switchboard.sandbox.faults import Faults
 from switchboard.sandbox.nango import NangoSimulator
+from switchboard.sandbox.receiver import WebhookReceiver
 
-NAMES = ("hubspot", "nango", "acme", "events", "todo", "pipedrive")
+NAMES = ("hubspot", "nango", "acme", "events", "todo", "pipedrive", "receiver")
 
 
 def parse_only(only: str | Iterable[str] | None) -> list[str]:
@@ -97,6 +100,7 @@ class Sandbox:
         self.events: EventFeedSimulator | None = None
         self.todo: TodoSimulator | None = None
         self.pipedrive: PipedriveSimulator | None = None
+        self.receiver: WebhookReceiver | None = None
         apps: dict[str, Any] = {}
         if "hubspot" in self.names:
             self.hubspot = HubSpotSimulator(
@@ -136,6 +140,9 @@ class Sandbox:
                 ),
             )
             apps["pipedrive"] = self.pipedrive.app
+        if "receiver" in self.names:
+            self.receiver = WebhookReceiver()
+            apps["receiver"] = self.receiver.app
         self._apps = apps
         self._servers: dict[str, uvicorn.Server] = {}
         self._sockets: dict[str, socket.socket] = {}

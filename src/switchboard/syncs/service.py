@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.changes import kinds as changes
 from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
@@ -138,12 +139,15 @@ async def finish_run(
             skipped=result.skipped if result is not None else 0,
             detail=detail,
         )
-    await session.execute(
+    run = await session.scalar(
         update(SyncRun)
         .where(SyncRun.id == run_id)
         .values(**values)
+        .returning(SyncRun)
         .execution_options(synchronize_session=False)
     )
+    if run is not None:
+        await changes.sync_finished(session, run_dict(run), run.connection)
 
 
 async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | None]:

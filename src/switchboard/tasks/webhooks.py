@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.batching import BatchWriter
+from switchboard.changes import kinds as changes
 from switchboard.db import Database, lock_keys
 from switchboard.tasks import service
 from switchboard.tasks.schemas import TodoEvent
@@ -63,6 +64,8 @@ async def apply_deliveries(
                 tasks[ref] = created
             if outcome.applied:
                 applied.add((d.connection, d.key))
+                task = service.to_out(tasks[ref]).model_dump(mode="json")
+                await changes.task_changed(session, outcome.outcome, task)
         outcomes.append(outcome)
         if not outcome.applied and log is not None and not log.admit(d.connection, d.client):
             continue

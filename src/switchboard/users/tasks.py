@@ -21,6 +21,7 @@ from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard import metrics
+from switchboard.changes import kinds as changes
 from switchboard.connectors.crm import FIELDS, ContactWrite, CrmContact, crm_client
 from switchboard.connectors.fields import custom_fields_of
 from switchboard.contacts import service as contacts
@@ -66,7 +67,9 @@ async def _propagate(name: str | None, group: list[tuple[JobContext, User]]) -> 
     if name is None or ctx0.config.connection(name) is None or ctx0.outbound is None:
         error = f"no CRM connection {name!r} is configured"
         for ctx, user in group:
-            ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=error))
+            ctx.on_outcome(
+                _recorder(user.id, user.version, lambda _: "failed", error=error, connection=name)
+            )
         return
     crm = crm_client(ctx0.outbound, ctx0.config, name, mode="job")
     mapped = {*FIELDS, *custom_fields_of(ctx0.config.connection(name))}
@@ -131,6 +134,7 @@ async def _record_synced(
     ids = [contacts.contact_id(name, c.external_id) for c in written]
     async with ctx.db.session() as session:
         await session.execute(_SYNCED, [row | {"synced_at": now} for row in synced])
+        await changes.users_synced(session, name, synced)
         stored = {
             row.external_id: row
             for row in await session.scalars(select(Contact).where(Contact.id.in_(ids)))
@@ -164,8 +168,13 @@ def _write(user: User, mapped: set[str]) -> ContactWrite:
 
 def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
     ctx.fail(exc)
+    name = user.crm_connection or ctx.config.hub.users.crm_connection
     if isinstance(exc, TerminalError):
-        ctx.on_outcome(_recorder(user.id, user.version, lambda _: "failed", error=_describe(exc)))
+        ctx.on_outcome(
+            _recorder(
+                user.id, user.version, lambda _: "failed", error=_describe(exc), connection=name
+            )
+        )
     else:
         # The job's new state says whether it will be retried ("pending") or has run out of
         # time ("dead"); the user's sync state follows it.
@@ -175,6 +184,7 @@ def _failed(ctx: JobContext, user: User, exc: Exception) -> None:
                 user.version,
                 lambda job: "dead" if job == "dead" else "pending",
                 _describe(exc),
+                connection=name,
             )
         )
 
@@ -187,6 +197,7 @@ def _recorder(
     *,
     fields: dict[str, str] | None = None,
     contact_id: str | None = None,
+    connection: str | None = None,
 ) -> OutcomeWrite:
     """The run's record on the user, written with the job's outcome (``state`` maps the job's
     new state to the user's sync state). If the user changed meanwhile, its state stays
@@ -207,6 +218,10 @@ def _recorder(
                 "synced_at": utcnow(),
             }
         await session.execute(update(User).where(User.id == user_id).values(**values))
+        if sync_state in ("failed", "dead"):
+            await changes.user_sync_ended(
+                session, sync_state, user_id, version, connection=connection, error=error
+            )
 
     return write
 

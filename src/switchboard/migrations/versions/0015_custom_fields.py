@@ -12,7 +12,7 @@ from alembic import op
 
 revision: str = "0015_custom_fields"
 # To be re-chained onto 0014_changes when both land.
-down_revision: str | None = "0013_batches"
+down_revision: str | None = "0014_changes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

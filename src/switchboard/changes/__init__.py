@@ -1,0 +1,1 @@
+"""Outbound change events: the change feed, subscriptions and signed webhook deliveries."""

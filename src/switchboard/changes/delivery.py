@@ -1,0 +1,288 @@
+"""One delivery attempt of one event to one subscription, and what its outcome records.
+
+Like Svix: ``POST`` the event's JSON with Standard Webhooks headers; any 2xx within
+``SWITCHBOARD_EVENTS_TIMEOUT`` (15 s) is a success. Anything else is retried on
+``SWITCHBOARD_EVENTS_RETRY_SCHEDULE`` (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h),
+waiting a 429's or 503's ``Retry-After`` instead of the schedule's step when it gives one; after
+the last attempt the event is given up (``failed`` in the attempt log, ``recover`` re-sends it).
+410 Gone disables the subscription at once; failing without a success for
+``SWITCHBOARD_EVENTS_DISABLE_AFTER`` (5 days) disables it too. Both emit
+``event_subscription.disabled`` and log a warning; the console shows the reason.
+
+``webhook-id`` is ``<event id>_<subscription id>``: the same for every attempt, a redelivery
+after a worker died and a resend, so a receiver can deduplicate on it. What an attempt
+recorded (the attempt log, the subscription's failure clock, a disable) commits with the job's
+outcome (``JobContext.on_outcome``): no attempt is logged for a job whose outcome was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.changes import metrics, signing
+from switchboard.changes.crypto import secret_box
+from switchboard.changes.service import emit, envelope, public_id, signing_secrets
+from switchboard.changes.urls import UnsafeUrl, check
+from switchboard.config import Config
+from switchboard.db import utcnow
+from switchboard.errors import TerminalError, TransientError
+from switchboard.http import Outbound
+from switchboard.jobs.registry import JobContext, OutcomeWrite
+from switchboard.models import ChangeAttempt, ChangeEvent, EventSubscription
+
+log = structlog.get_logger("switchboard.changes")
+
+RESPONSE_BYTES = 1024
+"""How much of the receiver's answer the attempt log keeps."""
+
+
+def message_id(event_id: int, subscription_id: str) -> str:
+    return f"{public_id(event_id)}_{subscription_id}"
+
+
+@dataclass
+class Attempt:
+    """What one POST gave."""
+
+    status: int | None = None
+    error: str | None = None
+    response: str | None = None
+    latency_ms: float | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """A ``Retry-After`` header's wait in seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)  # delta-seconds (a fraction too, as some servers send)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - now).total_seconds(), 0.0)
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> Attempt:
+    started = time.perf_counter()
+    attempt = Attempt()
+    try:
+        async with client.stream("POST", url, content=body, headers=headers) as answer:
+            attempt.status = answer.status_code
+            head = b""
+            async for chunk in answer.aiter_bytes():
+                head += chunk
+                if len(head) >= RESPONSE_BYTES:
+                    break
+            attempt.response = head[:RESPONSE_BYTES].decode("utf-8", "replace")
+            if answer.status_code in (429, 503):
+                attempt.retry_after = retry_after(answer.headers.get("retry-after"), utcnow())
+    except httpx.TimeoutException:
+        attempt.error = "timed out"
+    except httpx.HTTPError as exc:
+        attempt.error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+    attempt.latency_ms = (time.perf_counter() - started) * 1000
+    return attempt
+
+
+CONNECTIONS = 16
+"""POSTs in flight to one subscription from one worker (its own connection pool): a slow
+receiver holds up its own deliveries only."""
+_gates: weakref.WeakKeyDictionary[httpx.AsyncClient, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client(ctx: JobContext, sub_id: str) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    """The subscription's client, and the gate that keeps its POSTs within its pool: httpcore
+    scans its connections for every request queued in it, so requests wait here instead."""
+    outbound: Outbound | None = ctx.outbound
+    assert outbound is not None, "deliveries run in a worker with outbound clients"
+    client = outbound.plain_client(
+        f"changes:{sub_id}", timeout=ctx.config.settings.events_timeout, connections=CONNECTIONS
+    )
+    gate = _gates.get(client)
+    if gate is None:
+        gate = _gates[client] = asyncio.Semaphore(CONNECTIONS)
+    return client, gate
+
+
+BATCH = 50
+"""Deliveries one worker claims together (one claim, concurrent POSTs; never two of one
+(subscription, object): the queue's keys)."""
+BATCHES = 4
+"""Delivery batches one worker runs at once: at most ``BATCH * BATCHES`` POSTs in flight, and
+at most ``BATCH`` connections per subscription (a POST's timeout does not count its wait for
+one: waiting in this process is not the receiver's failure)."""
+
+
+async def deliver_batch(jobs: list[JobContext]) -> None:
+    """The ``changes.deliver`` jobs of one claim (see the module docstring): the events and
+    subscriptions read at once, the POSTs sent concurrently, each job its own outcome."""
+    ctx0 = jobs[0]
+    event_ids = {int(ctx.payload["event"]) for ctx in jobs}
+    sub_ids = {str(ctx.payload["subscription"]) for ctx in jobs}
+    async with ctx0.db.read_session() as session:
+        rows = await session.scalars(select(ChangeEvent).where(ChangeEvent.id.in_(event_ids)))
+        events = {row.id: row for row in rows.all()}
+        found = await session.scalars(
+            select(EventSubscription).where(EventSubscription.id.in_(sub_ids))
+        )
+        subs = {sub.id: sub for sub in found.all()}
+    keys = {sub.id: _keys(ctx0.config, sub) for sub in subs.values()}
+
+    async def one(ctx: JobContext) -> None:
+        row = events.get(int(ctx.payload["event"]))
+        sub = subs.get(str(ctx.payload["subscription"]))
+        try:
+            await _deliver(ctx, row, sub, keys.get(sub.id, []) if sub is not None else [])
+        except Exception as exc:  # this job's failure only; the others go on
+            ctx.fail(exc)
+
+    await asyncio.gather(*(one(ctx) for ctx in jobs))
+
+
+def _keys(config: Config, sub: EventSubscription) -> list[str]:
+    box = secret_box(config)
+    return [box.decrypt(s) for s in signing_secrets(sub, utcnow())]
+
+
+async def _deliver(
+    ctx: JobContext, row: ChangeEvent | None, sub: EventSubscription | None, keys: list[str]
+) -> None:
+    """One delivery; raises to retry (``TransientError``) or give up (``TerminalError``)."""
+    config = ctx.config
+    if row is None or sub is None:
+        return  # pruned, or the subscription was deleted
+    if not sub.enabled:
+        skipped = Attempt(error="not sent: the subscription is disabled")
+        ctx.on_outcome(_record(ctx, skipped, given_up=True, count_failure=False))
+        return
+    try:
+        await check(config, sub.url)
+    except UnsafeUrl as exc:
+        attempt = Attempt(error=exc.message)
+    else:
+        body = json.dumps(envelope(row), separators=(",", ":")).encode()
+        headers = signing.headers(keys, message_id(row.id, sub.id), int(time.time()), body)
+        client, gate = _client(ctx, sub.id)
+        async with gate:
+            attempt = await post(client, sub.url, body, headers)
+    metrics.observe(sub.id, attempt)
+    if attempt.ok:
+        # Its failure clock is reset only when one runs (known from the read above: a success
+        # of a healthy subscription writes nothing but its attempt).
+        ctx.on_outcome(_record(ctx, attempt, was_failing=sub.failing_since is not None))
+        return
+    schedule = config.settings.events_retry_schedule
+    described = attempt.error or f"answered {attempt.status}"
+    if attempt.status == 410:
+        ctx.on_outcome(_record(ctx, attempt, given_up=True, disable="the URL answered 410 Gone"))
+        raise TerminalError(f"{sub.url} {described}")
+    if ctx.attempt >= len(schedule):
+        ctx.on_outcome(_record(ctx, attempt, given_up=True))
+        raise TerminalError(f"{described}; given up after {ctx.attempt} attempt(s)")
+    wait = attempt.retry_after if attempt.retry_after is not None else schedule[ctx.attempt]
+    ctx.on_outcome(_record(ctx, attempt))
+    raise TransientError(described, retry_after=wait)
+
+
+def _record(
+    ctx: JobContext,
+    attempt: Attempt,
+    *,
+    given_up: bool = False,
+    disable: str | None = None,
+    count_failure: bool = True,
+    was_failing: bool = True,
+) -> OutcomeWrite:
+    event_id, sub_id = int(ctx.payload["event"]), str(ctx.payload["subscription"])
+    number = ctx.attempt
+    disable_after = ctx.config.settings.events_disable_after
+
+    async def write(session: AsyncSession, job_state: str | None) -> None:
+        now = utcnow()
+        if attempt.ok:
+            outcome = "succeeded"
+        elif given_up or job_state == "dead":
+            outcome = "failed"
+        else:
+            outcome = "retry"
+        await session.execute(
+            insert(ChangeAttempt),
+            [
+                {
+                    "event_id": event_id,
+                    "subscription_id": sub_id,
+                    "attempt": number,
+                    "outcome": outcome,
+                    "status_code": attempt.status,
+                    "error": attempt.error,
+                    "response": attempt.response,
+                    "latency_ms": attempt.latency_ms,
+                    "created_at": now,
+                }
+            ],
+        )
+        if attempt.ok:
+            if not was_failing:
+                return
+            await session.execute(
+                update(EventSubscription)
+                .where(EventSubscription.id == sub_id, EventSubscription.failing_since.is_not(None))
+                .values(failing_since=None)
+                .execution_options(synchronize_session=False)
+            )
+            return
+        if not count_failure:
+            return
+        sub = (
+            await session.scalars(
+                select(EventSubscription).where(EventSubscription.id == sub_id).with_for_update()
+            )
+        ).one_or_none()
+        if sub is None or not sub.enabled:
+            return
+        if sub.failing_since is None:
+            sub.failing_since = now
+        reason = disable
+        if reason is None and now - sub.failing_since >= disable_after:
+            reason = f"every delivery failed since {sub.failing_since.isoformat()}"
+        if reason is not None:
+            await disable_subscription(session, sub, reason)
+
+    return write
+
+
+async def disable_subscription(session: AsyncSession, sub: EventSubscription, reason: str) -> None:
+    sub.enabled = False
+    sub.disabled_reason = reason
+    sub.updated_at = utcnow()
+    log.warning("event_subscription_disabled", subscription=sub.id, url=sub.url, reason=reason)
+    await emit(
+        session,
+        "event_subscription.disabled",
+        f"event_subscription:{sub.id}",
+        {"subscription": {"id": sub.id, "url": sub.url}, "reason": reason},
+    )
