@@ -12,6 +12,8 @@ from sqlalchemy import insert, update
 
 from switchboard.changes import service
 from switchboard.changes.kinds import TYPES
+from switchboard.connectors.crm import CrmContact
+from switchboard.contacts import service as contacts
 from switchboard.db import Database, utcnow
 from switchboard.models import ChangeAttempt, ChangeEvent
 from tests.changes.conftest import all_changes
@@ -184,3 +186,35 @@ async def test_a_reader_paging_during_concurrent_writers_sees_every_event_once(
     await writers
     assert len(seen) == len(set(seen)) == len(written) == 8 * 6 * 3
     assert set(seen) == set(written)
+
+
+async def test_two_writers_storing_one_new_contact_make_one_created_event(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    """A sync page and the API's own write store the same new contact at once: one
+    ``contact.created``, then one ``contact.updated`` (not two creations)."""
+    now = utcnow()
+    first = CrmContact("42", {"email": "twice@example.com", "firstName": "A"}, now, now, False, {})
+    later = now + timedelta(seconds=1)
+    second = CrmContact(
+        "42", {"email": "twice@example.com", "firstName": "B"}, now, later, False, {}
+    )
+    release = asyncio.Event()
+    stored = asyncio.Event()
+
+    async def write(contact: CrmContact, hold: bool) -> None:
+        async with db.session() as session:
+            await contacts.store(session, "hubspot", [contact])
+            if hold:
+                stored.set()
+                await release.wait()  # the transaction stays open
+
+    a = asyncio.create_task(write(first, hold=True))
+    await stored.wait()
+    b = asyncio.create_task(write(second, hold=False))
+    await asyncio.sleep(0.3)  # B reaches its store (and waits) while A is open
+    release.set()
+    await asyncio.gather(a, b)
+    events = await all_changes(client)
+    assert [e["type"] for e in events] == ["contact.created", "contact.updated"]
+    assert events[1]["data"]["changed"] == ["firstName", "name"]

@@ -106,7 +106,7 @@ async def post(
     return attempt
 
 
-CONNECTIONS = 16
+CONNECTIONS = 8
 """POSTs in flight to one subscription from one worker (its own connection pool): a slow
 receiver holds up its own deliveries only."""
 _gates: weakref.WeakKeyDictionary[httpx.AsyncClient, asyncio.Semaphore] = (

@@ -173,8 +173,9 @@ async def get_subscription(sub_id: str, session: DbSession) -> SubscriptionOut:
 async def update_subscription(
     sub_id: str, body: SubscriptionPatch, session: DbSession, config: CurrentConfig
 ) -> SubscriptionOut:
-    """Change some fields. Enabling a disabled subscription clears why it was disabled (what
-    failed meanwhile can be re-sent with ``recover``)."""
+    """Change some fields. Enabling a disabled subscription clears why it was disabled; what
+    was given up can be re-sent with ``recover``, and events committed while it was disabled
+    were not queued for it (``GET /changes`` has them)."""
     sub = await _found(session, sub_id)
     given = body.model_fields_set
     if "url" in given and body.url is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.changes.service import NewEvent, emit, emit_many
+from switchboard.db import lock_keys
 from switchboard.models import Contact, EventPlan
 
 TYPES: dict[str, str] = {
@@ -76,10 +77,13 @@ def contact_json(values: dict[str, Any]) -> dict[str, Any]:
 
 async def contacts_stored(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Emit the events of an upsert of contact rows, before it runs, by the rule the upsert
-    applies (content changed, not older). The rows it may change are locked first on
-    PostgreSQL (in the upsert's sorted order), so what is read is what the upsert replaces."""
+    applies (content changed, not older). On PostgreSQL the contacts are locked first (advisory
+    locks in sorted order, held to the commit; a row lock cannot cover a contact not stored
+    yet), so what is read is what the upsert replaces: two transactions storing one new contact
+    at once (a sync page and the API's own write) make one ``contact.created``, not two."""
     if not rows:
         return
+    await lock_keys(session, (f"contact:{row['id']}" for row in rows))
     columns = [getattr(Contact, c) for c in ("id", *_FIELDS, "updated_at", "deleted_at")]
     before = {
         r.id: r
@@ -88,7 +92,6 @@ async def contacts_stored(session: AsyncSession, rows: list[dict[str, Any]]) -> 
                 select(*columns, Contact.content_hash)
                 .where(Contact.id.in_([row["id"] for row in rows]))
                 .order_by(Contact.id)
-                .with_for_update()
             )
         ).all()
     }
