@@ -93,6 +93,15 @@ def test_every_scrape_counts_the_requests_of_all_processes(
 
     wait_until(both_served, timeout=30, interval=0)
     wait_until(all_counted, timeout=10)
+    # wait_healthy's probes are counted too, each just after its answer: wait until nothing
+    # more lands (two reads 0.2 s apart agree), so that the total below is final.
+    last: list[float] = []
+
+    def settled() -> bool:
+        last.append(sum(health_requests_by_process(metrics_dir).values()))
+        return len(last) > 1 and last[-1] == last[-2]
+
+    wait_until(settled, timeout=10, interval=0.2)
     per_process = health_requests_by_process(metrics_dir)
     total = sum(per_process.values())  # plus wait_healthy's probe(s)
     assert max(per_process.values()) < total
