@@ -10,7 +10,9 @@ this process writing ``--events`` change events straight into the database in tr
 
 1. Healthy receiver: deliveries/s (events x subscriptions, from the first commit to the last
    delivery), change-to-delivery lag p50/p99 (commit returned -> the receiver got it).
-2. ``--outage`` seconds of a receiver answering 500 to everything while 2,000 more events are
+2. Trickle: ``--trickle`` events/s for 10 s (100 by default: 300 deliveries/s, under the
+   ceiling), lag p50/p99 — the delay a change sees when the queue is not a backlog.
+3. ``--outage`` seconds of a receiver answering 500 to everything while 2,000 more events are
    written, then healthy again: seconds until every event reached every subscription, and the
    checks of the issue: every (event, subscription) delivered, never under two different
    ``webhook-id`` values, and each subscription got the events of each object in ``seq``
@@ -70,17 +72,23 @@ def env_for(tmp: Path, url: str, schedule: str) -> dict[str, str]:
     return env
 
 
-async def write_events(db: Database, count: int, start: int) -> dict[str, float]:
-    """``count`` events in transactions of :data:`BATCH`; returns commit time by subject+n."""
+async def write_events(
+    db: Database, count: int, start: int, *, batch_size: int = BATCH, per_second: float = 0
+) -> dict[str, float]:
+    """``count`` events in transactions of ``batch_size`` (as fast as possible, or paced at
+    ``per_second`` events); returns the commit time of each event by its number."""
     committed: dict[str, float] = {}
-    for first in range(start, start + count, BATCH):
+    began = time.monotonic()
+    for first in range(start, start + count, batch_size):
+        if per_second:
+            await asyncio.sleep(max(0.0, began + (first - start) / per_second - time.monotonic()))
         batch = [
             service.NewEvent(
                 "contact.updated",
                 f"contact:bench-{n % OBJECTS}",
                 {"n": n, "contact": {"id": f"bench-{n % OBJECTS}"}, "changed": ["email"]},
             )
-            for n in range(first, min(first + BATCH, start + count))
+            for n in range(first, min(first + batch_size, start + count))
         ]
         async with db.session() as session:
             await service.emit_many(session, batch)
@@ -196,6 +204,32 @@ async def run(args: argparse.Namespace) -> None:
             ]
         ]
         print(rows[0], flush=True)
+        if args.trickle:
+            # A steady flow well under the ceiling: how long a change waits to be delivered.
+            start = args.events
+            committed = await write_events(
+                db, args.trickle * 10, start, batch_size=10, per_second=args.trickle
+            )
+            await wait_all(receiver, names, start + args.trickle * 10, timeout=600)
+            got = delivered(receiver, names)
+            lags = [
+                d["received_at"] - committed[str(d["data"]["n"])]
+                for items in got.values()
+                for d in items
+                if d["status"] == 200 and str(d["data"]["n"]) in committed
+            ]
+            rows.append(
+                [
+                    f"trickle: {args.trickle} events/s for 10 s",
+                    f"{len(lags):,}",
+                    f"{args.trickle * len(names):,} offered",
+                    f"{percentile(lags, 50) * 1000:.0f} ms",
+                    f"{percentile(lags, 99) * 1000:.0f} ms",
+                    ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks(got).items()),
+                ]
+            )
+            print(rows[-1], flush=True)
+            args.events += args.trickle * 10  # the outage's events are numbered after these
         if args.outage:
             for name in names:
                 receiver.endpoint(name).mode = "fail"
@@ -246,6 +280,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url")
     parser.add_argument("--outage", type=float, default=60.0, help="0: skip the outage")
+    parser.add_argument(
+        "--trickle", type=int, default=100, help="events/s of the steady-flow lag case (0: skip)"
+    )
     parser.add_argument("--schedule", default="0,5,300,1800,7200,18000,36000,36000")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
