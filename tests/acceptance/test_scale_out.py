@@ -28,7 +28,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook
 
@@ -348,22 +348,27 @@ async def test_two_apis_two_workers_one_killed(
         async with httpx.AsyncClient(base_url=urls["hubspot"], timeout=10) as hubspot_control:
             faults = {"latency_ms": 300}
             assert (await hubspot_control.put("/_sandbox/faults", json=faults)).is_success
-            victim = workers[0]
-            name_prefix = f"{socket.gethostname()}:{victim.proc.pid}:"
+            prefixes = {f"{socket.gethostname()}:{w.proc.pid}:": w for w in workers}
             round_two = asyncio.ensure_future(traffic.user_round(2))
+            busy: list[str] = []
 
-            async def victim_busy() -> bool:
+            async def a_worker_busy() -> bool:
+                # Whichever worker claimed users' jobs (one batch may take a whole round) is
+                # the victim: the test needs jobs in flight in the process it kills.
                 async with db.read_session() as session:
-                    running = await session.scalar(
-                        select(func.count()).where(
+                    holders = await session.scalars(
+                        select(Job.worker).where(
                             Job.state == "running",
-                            Job.worker.startswith(name_prefix),
                             Job.kind == "users.propagate",  # slowed down: surely in flight
                         )
                     )
-                return bool(running)
+                    for holder in holders:
+                        busy.extend(p for p in prefixes if (holder or "").startswith(p))
+                return bool(busy)
 
-            await eventually(victim_busy, timeout=20, interval=0.01)
+            await eventually(a_worker_busy, timeout=20, interval=0.01)
+            name_prefix = busy[0]
+            victim = prefixes[name_prefix]
             victim.kill()
             async with db.read_session() as session:
                 orphaned = (
@@ -495,7 +500,7 @@ async def test_two_apis_two_workers_one_killed(
             return cursor is not None and cursor.window_end >= last_event + 2 * REPORT_INTERVAL
 
         await eventually(windows_written, timeout=20, interval=0.1)
-        survivor = workers[1]
+        survivor = next(w for w in workers if w is not victim)
         assert survivor.stop() == 0, survivor.output()
         await check_reports(db, apis, reports, workers, last_event)
         await check_schedule_slots(db, tmp_path / "metrics")
