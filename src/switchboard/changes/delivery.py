@@ -22,8 +22,6 @@ import json
 import time
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 import structlog
@@ -37,7 +35,7 @@ from switchboard.changes.urls import UnsafeUrl, check
 from switchboard.config import Config
 from switchboard.db import utcnow
 from switchboard.errors import TerminalError, TransientError
-from switchboard.http import Outbound
+from switchboard.http import Outbound, retry_after
 from switchboard.jobs.registry import JobContext, OutcomeWrite
 from switchboard.models import ChangeAttempt, ChangeEvent, EventSubscription
 
@@ -66,22 +64,6 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-def retry_after(value: str | None, now: datetime) -> float | None:
-    """A ``Retry-After`` header's wait in seconds (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)  # delta-seconds (a fraction too, as some servers send)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - now).total_seconds(), 0.0)
-
-
 async def post(
     client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
 ) -> Attempt:
@@ -97,7 +79,7 @@ async def post(
                     break
             attempt.response = head[:RESPONSE_BYTES].decode("utf-8", "replace")
             if answer.status_code in (429, 503):
-                attempt.retry_after = retry_after(answer.headers.get("retry-after"), utcnow())
+                attempt.retry_after = retry_after(answer, time.time())
     except httpx.TimeoutException:
         attempt.error = "timed out"
     except httpx.HTTPError as exc:

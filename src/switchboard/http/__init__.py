@@ -31,7 +31,7 @@ from switchboard.http._client import ConnectionClient, Mode
 from switchboard.http._clock import Clock, SystemClock
 from switchboard.http._errors import CircuitOpen, ProviderRejected, ProviderUnavailable
 from switchboard.http._outbound import ConnectionStatus, Outbound, readiness_check
-from switchboard.http._retry import RetryPolicy
+from switchboard.http._retry import RetryPolicy, retry_after
 
 __all__ = [
     "BreakerState",
@@ -56,5 +56,6 @@ __all__ = [
     "SystemClock",
     "header_int",
     "readiness_check",
+    "retry_after",
     "standard_headers",
 ]
