@@ -20,6 +20,7 @@ empties it until its Retry-After.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -359,7 +360,7 @@ def header_int(value: str | None) -> int | None:
         return None
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan"; "inf"
         return None
 
 
@@ -370,5 +371,7 @@ def _reset_in(value: str | None, now: float) -> float | None:
     try:
         number = float(value)
     except ValueError:
+        return None
+    if not math.isfinite(number):  # "nan", "inf": no answer
         return None
     return max(number - now, 0.0) if number > 1_000_000_000 else max(number, 0.0)

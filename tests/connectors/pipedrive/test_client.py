@@ -3,6 +3,7 @@ handled by the outbound layer (429 + Retry-After retried; the headers read)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -14,11 +15,11 @@ from starlette.routing import Route
 
 from switchboard.connectors.crm import MalformedResponse
 from switchboard.connectors.pipedrive.client import PipedriveClient
-from switchboard.connectors.pipedrive.ratelimit import read_rate_limit
+from switchboard.connectors.pipedrive.ratelimit import read_headers
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
 from switchboard.errors import TransientError
-from switchboard.http import Outbound
+from switchboard.http import Limit, Outbound
 from switchboard.http.testing import FakeClock
 from tests.connectors.pipedrive.conftest import NAME, connection, hub_config
 from tests.support import Backend, make_settings
@@ -106,14 +107,14 @@ async def test_the_rate_limit_headers_are_read(sim: PipedriveSimulator, sim_url:
     async with httpx.AsyncClient(base_url=sim_url) as http:
         headers = {"x-api-token": token.get_secret_value()}
         first = await http.get("/v1/persons", headers=headers)
-        reading = read_rate_limit(first.headers)
-        assert (reading.capacity, reading.window, reading.remaining) == (3, 2.0, 2)
+        reading = read_headers(first.headers, time.time())
+        assert (reading.limit, reading.remaining) == (Limit(3, 2.0), 2)
         assert reading.reset_in is not None and 0 < reading.reset_in <= 2
         for _ in range(2):
             await http.get("/v1/persons", headers=headers)
         refused = await http.get("/v1/persons", headers=headers)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
-    assert read_rate_limit(refused.headers).remaining == 0
+    assert read_headers(refused.headers, time.time()).remaining == 0
     assert refused.json() == {
         "success": False,
         "error": "Request over limit",
@@ -124,12 +125,18 @@ async def test_the_rate_limit_headers_are_read(sim: PipedriveSimulator, sim_url:
 
 
 def test_unreadable_headers_read_as_nothing() -> None:
-    reading = read_rate_limit(
-        httpx.Headers(
-            {"x-ratelimit-limit": "0", "x-ratelimit-remaining": "x", "x-ratelimit-reset": "nan"}
+    for limit, remaining, reset in (("0", "x", "nan"), ("inf", "inf", "inf"), ("-1", "", "-inf")):
+        reading = read_headers(
+            httpx.Headers(
+                {
+                    "x-ratelimit-limit": limit,
+                    "x-ratelimit-remaining": remaining,
+                    "x-ratelimit-reset": reset,
+                }
+            ),
+            time.time(),
         )
-    )
-    assert reading.capacity is reading.window is reading.remaining is reading.reset_in is None
+        assert reading.limit is reading.remaining is reading.reset_in is None, (limit, reset)
 
 
 async def test_an_answer_outside_the_envelope_is_malformed(asgi_server: Any, tmp_path: Any) -> None:
