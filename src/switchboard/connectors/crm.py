@@ -260,6 +260,21 @@ def crm_errors(
         raise
 
 
+async def refuse_duplicate(crm: CrmContacts, fields: Fields) -> None:
+    """:class:`DuplicateContact` when a live contact already has ``fields``' email: for CRMs that
+    accept a second record with one email, before a create (HubSpot refuses on its own). The
+    look and the create are two calls: two creates racing each other can still both succeed."""
+    email = fields.get("email")
+    existing = await crm.find_by_email(email) if email else None
+    if existing is not None:
+        raise DuplicateContact(
+            f"A contact with this email already exists in {crm.connection}",
+            existing_id=existing.external_id,
+            existing=existing,
+            connection=crm.connection,
+        )
+
+
 async def write_one(crm: CrmContacts, write: ContactWrite, *, create_missing: bool) -> CrmContact:
     """One contact write with single-contact endpoints: find by email when the id is unknown,
     create when missing (``create_missing``), send only the changed fields."""

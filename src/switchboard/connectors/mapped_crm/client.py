@@ -33,13 +33,13 @@ import httpx
 from switchboard.connectors.crm import (
     ContactWrite,
     CrmContact,
-    DuplicateContact,
     Fields,
     WriteResult,
     crm_errors,
     json_body,
     malformed,
     read_each,
+    refuse_duplicate,
     write_each,
 )
 from switchboard.connectors.mapped_crm import paginators
@@ -204,15 +204,7 @@ class MappedCrmContacts:
 
     async def create(self, fields: Fields) -> CrmContact:
         record = self.map.to_vendor(fields)  # an unmapped field fails before any request
-        email = fields.get("email")
-        existing = await self.find_by_email(email) if email else None
-        if existing is not None:
-            raise DuplicateContact(
-                f"A contact with this email already exists in {self.connection}",
-                existing_id=existing.external_id,
-                existing=existing,
-                connection=self.connection,
-            )
+        await refuse_duplicate(self, fields)
         return self.map.from_vendor(await self.client.create(record=record))
 
     async def update(self, external_id: str, fields: Fields) -> CrmContact:

@@ -17,10 +17,10 @@ from switchboard.connectors.crm import (
     ContactWrite,
     CrmContact,
     CrmContacts,
-    DuplicateContact,
     Fields,
     WriteResult,
     read_each,
+    refuse_duplicate,
     write_each,
 )
 from switchboard.connectors.pipedrive.client import PipedriveClient
@@ -90,15 +90,7 @@ class PipedriveContacts:
         body = to_person_body(
             fields, self.connection, create=True, custom=self.custom
         )  # refusals before requests
-        email = fields.get("email")
-        existing = await self.find_by_email(email) if email else None
-        if existing is not None:
-            raise DuplicateContact(
-                f"A contact with this email already exists in {self.connection}",
-                existing_id=existing.external_id,
-                existing=existing,
-                connection=self.connection,
-            )
+        await refuse_duplicate(self, fields)
         return from_person(await self.client.create(body=body), self.connection, self.custom)
 
     async def update(self, external_id: str, fields: Fields) -> CrmContact:
