@@ -67,6 +67,14 @@ def _default_error(status: int) -> Response:
     return JSONResponse({"detail": "Internal server error"}, status_code=status)
 
 
+class Problem(Exception):
+    """Raised inside a simulator's endpoint: answer ``response`` (the provider's own error)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 class FaultState:
     """The faults in force for one simulator (thread-safe; seeded for reproducible error rates)."""
 

@@ -44,7 +44,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMiddleware
+from switchboard.sandbox.faults import (
+    Faults,
+    FaultState,
+    Problem,
+    RequestLog,
+    SandboxMiddleware,
+)
 from switchboard.sandbox.webhooks import Outbox
 
 CLIENT_ID = "sandbox"
@@ -73,12 +79,6 @@ class AcmeWebhookSettings(BaseModel):
     secret: str = WEBHOOK_SECRET
     max_attempts: int = Field(5, ge=1)
     retry_base_seconds: float = Field(1.0, ge=0)
-
-
-class Problem(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 class AcmeSimulator:

@@ -45,7 +45,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMiddleware
+from switchboard.sandbox.faults import (
+    Faults,
+    FaultState,
+    Problem,
+    RequestLog,
+    SandboxMiddleware,
+)
 from switchboard.sandbox.webhooks import Outbox
 
 API_KEY = "people-sandbox-key"
@@ -66,12 +72,6 @@ def sign(secret: str, body: bytes, timestamp: str) -> str:
     """The ``X-People-Signature`` value for ``body`` sent at ``timestamp``."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha512).digest()
     return "v1=" + base64.b64encode(digest).decode()
-
-
-class Problem(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 class PeopleSimulator:

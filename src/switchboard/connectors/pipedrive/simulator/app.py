@@ -46,7 +46,13 @@ from starlette.types import ASGIApp
 
 from switchboard.connectors.pipedrive.simulator.store import Refused, Store, as_api
 from switchboard.connectors.pipedrive.simulator.webhooks import Sender, WebhookSettings
-from switchboard.sandbox.faults import Faults, FaultState, RequestLog, SandboxMiddleware
+from switchboard.sandbox.faults import (
+    Faults,
+    FaultState,
+    Problem,
+    RequestLog,
+    SandboxMiddleware,
+)
 
 API_TOKEN = "pipedrive-sandbox-token"  # noqa: S105 - the sandbox's well-known credentials
 CLIENT_ID = "pipedrive-sandbox-client"
@@ -78,12 +84,6 @@ def ok(data: Any, status: int = 200, additional: Any = None) -> JSONResponse:
     if additional is not None:
         body["additional_data"] = additional
     return JSONResponse(body, status_code=status)
-
-
-class Problem(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 class PipedriveSimulator:
