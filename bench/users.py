@@ -149,13 +149,7 @@ async def bulk(
                 r.raise_for_status()
             sim.log.clear()
             started = time.time()
-            worker = subprocess.Popen(
-                [SWITCHBOARD, "worker"],
-                cwd=tmp,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            worker = start_worker(tmp, env)
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 busy = 0
@@ -225,6 +219,17 @@ async def bulk(
                 process.wait(timeout=30)
 
 
+def start_worker(tmp: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A ``switchboard worker`` in ``tmp`` (its output discarded)."""
+    return subprocess.Popen(
+        [SWITCHBOARD, "worker"],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def wait_first_sync(base: str) -> None:
     """Wait (bounded) until the hub's first contacts sync of the connection has succeeded."""
     deadline = time.monotonic() + 120
@@ -238,13 +243,7 @@ def wait_first_sync(base: str) -> None:
 
 async def first_sync(base: str, tmp: Path, env: dict[str, str]) -> None:
     """Start a worker until the connection's first contacts sync has succeeded, then stop it."""
-    worker = subprocess.Popen(
-        [SWITCHBOARD, "worker"],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(tmp, env)
     try:
         wait_first_sync(base)
     finally:
@@ -338,13 +337,7 @@ def patch_rows(box: Sandbox, seconds: int) -> list[list[str]]:
         if separate:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
             env["SWITCHBOARD_LOG_FORMAT"] = "json"
-            worker = subprocess.Popen(
-                [SWITCHBOARD, "worker"],
-                cwd=tmp,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            worker = start_worker(tmp, env)
         try:
             wait_first_sync(base)
             for conns in (32, 16, 8):  # 32: the ceiling; fewer: latency below it
