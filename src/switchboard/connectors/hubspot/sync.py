@@ -85,9 +85,10 @@ async def _hubspot_full(
     counts: Counts,
 ) -> None:
     cursor = dict(cursor or {"after": None, "started_ms": now_ms()})
+    custom = _custom(ctx)
     while True:
         page = await client.list_page(properties=properties, after=cursor.get("after"))
-        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, custom) for r in page["results"]]
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         async with ctx.db.session() as session:
             counts.upserted += await service.store(session, ctx.name, contacts)
@@ -116,6 +117,7 @@ async def _hubspot_search(
     if "until_ms" not in cursor:  # a new window; a resumed one keeps its bounds
         cursor.update(until_ms=now_ms(), last_id=0)
     since = int(cursor["since_ms"]) - int(OVERLAP.total_seconds() * 1000)
+    custom = _custom(ctx)
     while True:
         filters: list[dict[str, Any]] = [
             {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(since)},
@@ -136,7 +138,7 @@ async def _hubspot_search(
         page = await client.search_page(
             filters=filters, properties=properties, after=0, limit=SEARCH_LIMIT
         )
-        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, custom) for r in page["results"]]
         done = "paging" not in page or not contacts
         async with ctx.db.session() as session:
             counts.upserted += await service.store(session, ctx.name, contacts)
@@ -162,9 +164,10 @@ async def _hubspot_archived(
 ) -> None:
     after = (cursor or {}).get("after")
     started_ms = (cursor or {}).get("started_ms") or now_ms()
+    custom = _custom(ctx)
     while True:
         page = await client.list_page(properties=properties, after=after, archived=True)
-        contacts = [from_record(r, ctx.name, _custom(ctx)) for r in page["results"]]
+        contacts = [from_record(r, ctx.name, custom) for r in page["results"]]
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         async with ctx.db.session() as session:
             counts.deleted += await service.store(session, ctx.name, contacts, deleted=True)
