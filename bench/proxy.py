@@ -3,7 +3,7 @@ request sent straight to the HubSpot simulator.
 
     .venv/bin/python -m bench.proxy [--requests 2000]
 
-The HubSpot simulator (on uvicorn: see :func:`serve_simulator`) and the hub (``switchboard serve
+The HubSpot simulator (``switchboard sandbox``) and the hub (``switchboard serve
 --no-runtime``, SQLite) each run in their own process; this process sends the requests one at a
 time on a kept-alive connection (so each latency is one request's, not a queue's), first
 ``--warmup`` untimed ones. The simulator's rate limits are raised so that neither it nor the
@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.common import append, free_port, percentile, start_server
+from bench.common import SWITCHBOARD, append, free_port, percentile, start_server, stop
 from switchboard.connectors.hubspot.simulator import PRIVATE_APP_TOKEN
 
 API_KEY = "bench-key-0123456789"
 TOKEN = PRIVATE_APP_TOKEN  # the simulator's private app
 CONTACTS = "/crm/v3/objects/contacts"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def toml(hubspot: str) -> str:
@@ -65,37 +62,14 @@ def timed(client: httpx.Client, url: str, count: int, warmup: int) -> list[float
     return latencies
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def serve_simulator(port: int) -> None:
-    """The HubSpot simulator on uvicorn, bound by uvicorn: ``switchboard sandbox`` binds its own
-    sockets with protocol 0, so asyncio never sets TCP_NODELAY on their connections and each
-    kept-alive answer waits ~40 ms for the client's delayed ACK (Nagle), which would swamp a
-    difference of a few milliseconds."""
-    import uvicorn
-
-    from switchboard.connectors.hubspot.simulator import HubSpotSimulator
-
-    app = HubSpotSimulator(contacts=10).app
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-
-
 def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``switchboard sandbox --only hubspot`` in its own process (not this one's GIL)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env["PYTHONPATH"] = str(REPO)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.proxy", "--serve-simulator", str(port)],
+        [SWITCHBOARD, "sandbox", "--only", "hubspot", "--port", str(port), "--contacts", "10"],
         env=env,
-        cwd=REPO,
+        cwd=tmp,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -115,11 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--serve-simulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_simulator:
-        serve_simulator(args.serve_simulator)
-        return
     load = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     simulator, hubspot = start_simulator(tmp)

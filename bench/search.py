@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import append
+from bench.common import append, stop
 
 REPO = Path(__file__).resolve().parents[1]
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
@@ -61,16 +60,6 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
