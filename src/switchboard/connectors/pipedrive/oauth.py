@@ -11,5 +11,3 @@ AUTHORIZE_URL = "https://oauth.pipedrive.com/oauth/authorize"
 TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"  # noqa: S105 - an endpoint, not a secret
 SCOPES = ("contacts:full",)
 """Persons read and written: Pipedrive's ``contacts:full`` scope (``contacts:read`` reads only)."""
-TOKEN_CLIENT_AUTH = "basic"  # noqa: S105 - a scheme name, not a secret
-"""How the token endpoint takes the app's credentials: an ``Authorization: Basic`` header."""

@@ -9,8 +9,9 @@ from switchboard.connectors.pipedrive import oauth
 from switchboard.connectors.pipedrive.contacts import PipedriveContacts
 from switchboard.connectors.pipedrive.ratelimit import read_headers
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
-from switchboard.connectors.pipedrive.sync import interval, summary, sync_persons
+from switchboard.connectors.pipedrive.sync import interval, sync_persons
 from switchboard.connectors.pipedrive.webhooks import receive_pipedrive
+from switchboard.contacts.sync import summary
 from switchboard.http import ConnectionClient, Mode
 from switchboard.syncs import Syncer
 

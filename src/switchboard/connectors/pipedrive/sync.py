@@ -16,8 +16,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from switchboard.connectors.crm import CrmContact
 from switchboard.connectors.pipedrive.client import PipedriveClient
 from switchboard.connectors.pipedrive.mapping import from_person
@@ -31,10 +29,6 @@ STREAM = "persons"
 
 def interval(conn: Any) -> timedelta | None:
     return conn.sync_interval if isinstance(conn, PipedriveConnection) else None
-
-
-async def summary(session: AsyncSession, connection: str) -> dict[str, Any]:
-    return await service.counts(session, connection)
 
 
 async def sync_persons(ctx: SyncContext) -> SyncResult:
