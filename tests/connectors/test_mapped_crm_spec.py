@@ -19,7 +19,7 @@ from switchboard.connectors.crm import MalformedResponse, crm_client
 from switchboard.connectors.mapped_crm import FieldMap, MappedCrmContacts
 from switchboard.connectors.mapped_crm.paginators import PagePagination, next_page
 from switchboard.connectors.mapped_crm.paths import MISSING, parse_path
-from switchboard.connectors.mapped_crm.ratelimit import rate_limit_reader, read_rate_limit
+from switchboard.connectors.mapped_crm.ratelimit import read_rate_limit
 from switchboard.connectors.mapped_crm.signature import sign, verify_signature
 from switchboard.connectors.mapped_crm.simulators import acme as acme_mod
 from switchboard.connectors.mapped_crm.simulators import people as people_mod
@@ -406,7 +406,10 @@ async def test_the_configured_rate_limit_headers_are_read_from_the_crm(
         reset_is="seconds",
         limit="X-Quota-Limit",
     )
-    read = rate_limit_reader(names)
+
+    def read(headers: httpx.Headers, now: float) -> Any:
+        return read_rate_limit(names, headers, now)
+
     async with httpx.AsyncClient(base_url=url, headers={"X-Api-Key": people_mod.API_KEY}) as http:
         first = read((await http.get("/v2/people")).headers, time.time())
         assert (first.remaining, first.limit) == (2, 3)

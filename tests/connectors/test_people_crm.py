@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from switchboard.config import Config, HubConfig, Settings, load_config
+from switchboard.connectors.crm import crm_client
 from switchboard.connectors.mapped_crm.simulators import people as people_mod
 from switchboard.connectors.mapped_crm.simulators.people import PeopleSimulator
 from switchboard.db import Database
+from switchboard.errors import TransientError
 from switchboard.http import Outbound
 from switchboard.syncs import service as syncs
 from tests.contacts.conftest import (
@@ -233,3 +235,21 @@ async def test_users_propagate_to_the_nested_shape(
     created = (await synced(client, "u2"))["sync"]["crmContactId"]
     assert people.people[created]["name"] == {"first": "Fresh"}
     assert len(people.people) == 2
+
+
+async def test_the_configured_rate_limit_headers_pace_the_budget(
+    people: PeopleSimulator, outbound: Outbound, config: Config
+) -> None:
+    """``rate_limit_headers`` (``X-Quota-*`` over the configured 60 s window) reach the outbound
+    budget: once the CRM says none are left, the hub does not send the next call (no 429); an API
+    caller gets a 503 with the wait instead."""
+    with people._lock:
+        people.rate_limit = len(people._hits) + 2  # what the first sync used, and two more
+    people.log.clear()
+    crm = crm_client(outbound, config, "people", mode="request")
+    for _ in range(2):
+        assert await crm.get("nobody") is None
+    with pytest.raises(TransientError) as refused:
+        await crm.get("nobody")
+    assert refused.value.retry_after is not None and refused.value.retry_after > 2
+    assert [e["status"] for e in people.log.entries()] == [404, 404]  # the third never went

@@ -7,15 +7,15 @@ that has no configured ``rate_limit``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from switchboard.connectors.mapped_crm.settings import MappedCrmConnection
 from switchboard.connectors.mapped_crm.spec import RateLimitHeaders
+from switchboard.http import Limit, RateLimitReader
 from switchboard.http import RateLimitHeaders as BudgetHeaders
-from switchboard.http import RateLimitReader
 
 _EPOCH_FROM = 1_000_000_000  # "auto": a reset this large is an epoch time, not a wait
 
@@ -60,21 +60,16 @@ def read_rate_limit(
     )
 
 
-def rate_limit_reader(
-    names: RateLimitHeaders,
-) -> Callable[[Mapping[str, str], float], RateLimitReading]:
-    """:func:`read_rate_limit` bound to one connection's header names."""
-    return lambda headers, now: read_rate_limit(names, headers, now)
-
-
 def budget_reader(conn: MappedCrmConnection) -> RateLimitReader:
-    """The outbound budget's reader for a connection, under its configured header names. The
-    ``limit`` header is not passed on: it gives a count without its window, and the budget's
-    window comes from the connection's ``rate_limit``."""
+    """The outbound budget's reader for a connection, under its configured header names; the
+    ``limit`` header sizes the budget over the configured ``window`` (without one it is not
+    passed on: a count alone does not say its window)."""
     names = conn.rate_limit_headers
+    window = names.window.total_seconds() if names.window is not None else None
 
     def read(headers: httpx.Headers, now: float) -> BudgetHeaders:
         reading = read_rate_limit(names, headers, now)
-        return BudgetHeaders(remaining=reading.remaining, reset_in=reading.reset_in)
+        limit = Limit(reading.limit, window) if reading.limit and window else None
+        return BudgetHeaders(remaining=reading.remaining, reset_in=reading.reset_in, limit=limit)
 
     return read

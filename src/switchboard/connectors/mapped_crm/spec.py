@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from switchboard.connectors.mapped_crm.paths import parse_path, writable
+from switchboard.settings import Duration
 
 
 def _path(value: str) -> str:
@@ -155,10 +156,16 @@ class WebhookEvents(_Spec):
 
 class RateLimitHeaders(_Spec):
     """The names of the CRM's rate-limit headers (any may be unset). ``reset`` is seconds until
-    the window resets or an epoch time: ``reset_is = "auto"`` tells them apart by size."""
+    the window resets or an epoch time: ``reset_is = "auto"`` tells them apart by size.
+
+    The budget follows ``remaining``/``reset`` once it knows the CRM's limit: the connection's
+    ``rate_limit``, or else the ``limit`` header over ``window`` (a count alone says nothing of
+    its window). Without either, the headers are read but cannot pace anything."""
 
     remaining: str | None = "X-RateLimit-Remaining"
     reset: str | None = "X-RateLimit-Reset"
     reset_is: Literal["auto", "seconds", "epoch"] = "auto"
     limit: str | None = "X-RateLimit-Limit"
+    window: Duration | None = None
+    """The window the ``limit`` header counts over, e.g. ``"60s"``."""
     retry_after: str | None = "Retry-After"

@@ -201,9 +201,12 @@ class PeopleSimulator:
         async def wrapped(request: Request) -> Response:
             try:
                 headers = self._limit(request)
-                response = await handler(request)
-            except Problem as problem:
+            except Problem as problem:  # no key, or over the quota (its headers included)
                 return problem.response
+            try:
+                response = await handler(request)
+            except Problem as problem:  # a 404 or 409 still counts, and says so
+                response = problem.response
             response.headers.update(headers)
             return response
 
