@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from switchboard import __version__, docs, features, openapi
 from switchboard.config import SANDBOX_URLS_ENV, Config, load_config, with_sandbox
+from switchboard.connections import store as connections_store
 from switchboard.db import Database
 from switchboard.errors import AppError
 from switchboard.events.fastpath import SearchFastPath
@@ -57,6 +58,11 @@ def create_app(
             pool_size=settings.database_pool_size,
         )
         app.state.db = db
+        # The connections file's connections stored, every stored one loaded, and kept in step.
+        await connections_store.attach(config, db)
+        watcher, owns_watcher = connections_store.watcher_for(config, db)
+        if owns_watcher:
+            watcher.start()
         # Before the runtime and the readiness checks, which find it by the database.
         app.state.outbound = outbound = Outbound(config, db)
         rt = features.build_runtime(config, db) if run_runtime else None
@@ -78,6 +84,8 @@ def create_app(
                 await warming
             if rt is not None:
                 await rt.stop()
+            if owns_watcher:
+                await watcher.stop()
             await outbound.aclose()
             await db.dispose()
 

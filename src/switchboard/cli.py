@@ -363,6 +363,7 @@ def worker(
 ) -> None:
     """Run only the background runtime (jobs and schedules): add these to scale out."""
     from switchboard import features, metrics
+    from switchboard.connections import store as connections_store
 
     # Zero-config: the running serve's simulators, or none (a worker never guesses ports).
     config = load(zero_config_defaults=False)
@@ -373,6 +374,7 @@ def worker(
 
     async def main(db: Database) -> None:
         await db.upgrade()
+        await connections_store.attach(config, db)
         runtime = features.build_runtime(config, db)
         if runtime is None:
             fail("no background runtime is available", code=1)
@@ -533,6 +535,7 @@ def sync_command(
     ] = False,
 ) -> None:
     """Sync one connection now, in the foreground (exit 1 when the run failed)."""
+    from switchboard.connections import store as connections_store
     from switchboard.errors import AppError
     from switchboard.http import Outbound
     from switchboard.syncs import service as syncs
@@ -550,6 +553,7 @@ def sync_command(
 
     async def main(db: Database) -> Any:
         await db.upgrade()
+        await connections_store.attach(config, db)  # a connection made through the API too
         outbound = Outbound(config, db)
         try:
             return await syncs.run_now(config, db, outbound, name, full=full, progress=progress)

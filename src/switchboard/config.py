@@ -22,17 +22,27 @@ import tomllib
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from switchboard.connections.catalog import (
+    BY_KIND,
+    Catalog,
+    Connection,
+    Entry,
+    IntegrationEntry,
+    file_entries,
+)
 from switchboard.connectors.base import Provider
-from switchboard.providers import PROVIDERS
 from switchboard.settings import (
     LOOPBACK_HOSTS,
+    NAME,
     ConfigError,
     ConnectionSettings,
     Duration,
+    EndUserSettings,
+    IntegrationSettings,
     OAuth2Auth,
     Settings,
     Strict,
@@ -45,16 +55,7 @@ __all__ = ["Config", "ConfigError", "Connection", "HubConfig", "Settings", "load
 
 # --- the connections file --------------------------------------------------------------------
 
-if TYPE_CHECKING:
-    Connection = ConnectionSettings
-else:
-    Connection = Annotated[
-        Union[tuple(p.settings for p in PROVIDERS)],  # noqa: UP007 - built from the list
-        Field(discriminator="kind"),
-    ]
-"""One connection's settings: the settings model of its provider, chosen by ``kind``."""
-
-_BY_KIND: dict[str, Provider] = {p.kind: p for p in PROVIDERS}
+_BY_KIND: dict[str, Provider] = BY_KIND
 
 
 class ServerSection(Strict):
@@ -102,21 +103,30 @@ class HubConfig(Strict):
     """The connections file, validated."""
 
     server: ServerSection = Field(default_factory=ServerSection)
+    integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     connections: dict[str, Connection] = Field(default_factory=dict)
     contacts: ContactsSection = Field(default_factory=ContactsSection)
     users: UsersSection = Field(default_factory=UsersSection)
     reports: ReportsSection = Field(default_factory=ReportsSection)
     events: EventsSection = Field(default_factory=EventsSection)
 
-    @field_validator("connections")
+    @field_validator("connections", "integrations")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
-                raise ValueError(
-                    f"connection name {name!r}: use lowercase letters, digits, - and _"
-                )
+            if not NAME.fullmatch(name):
+                raise ValueError(f"name {name!r}: use lowercase letters, digits, - and _")
         return value
+
+    @model_validator(mode="after")
+    def _providers(self) -> HubConfig:
+        for name, integration in self.integrations.items():
+            if integration.provider not in _BY_KIND:
+                known = ", ".join(sorted(_BY_KIND))
+                raise ValueError(
+                    f"integrations.{name}.provider: unknown {integration.provider!r} ({known})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _token_urls(self) -> HubConfig:
@@ -146,26 +156,76 @@ class HubConfig(Strict):
         return self
 
 
-class Config:
-    """Everything the process was configured with: settings plus the connections file."""
+class Registration(Strict):
+    """What a connections-file entry may say besides its provider's settings: how the
+    connection is registered (its immutable ``id``, by default its name, so renaming the entry
+    while keeping ``id`` keeps every public contact id)."""
 
-    def __init__(self, settings: Settings, hub: HubConfig, source: Path | None) -> None:
+    id: str | None = Field(None, pattern=NAME.pattern)
+    integration: str | None = None
+    account: str | None = None
+    end_user: EndUserSettings | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+REGISTRATION_KEYS = frozenset(Registration.model_fields)
+
+
+class Config:
+    """Everything the process was configured with: settings, the connections file, and the
+    live :class:`~switchboard.connections.catalog.Catalog` of connections (the file's, and with
+    a database every stored one)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        hub: HubConfig,
+        source: Path | None,
+        *,
+        registration: dict[str, Registration] | None = None,
+        raw: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.source = source
+        self.registration = registration or {}
+        self.raw = raw or {}
+        """Each file connection's table as written (after ``${VAR}``), what is stored."""
+        self.catalog = Catalog(
+            file_entries(
+                hub.connections,
+                {k: r.model_dump(exclude_none=True) for k, r in self.registration.items()},
+                self.raw,
+            ),
+            [
+                IntegrationEntry(name, i.provider, i.public(), i.secret_values(), file_managed=True)
+                for name, i in hub.integrations.items()
+            ],
+        )
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """Every known connection's settings by id."""
+        return self.catalog.settings
+
+    def entry(self, ref: str) -> Entry | None:
+        """The connection whose id or alias is ``ref``."""
+        return self.catalog.resolve(ref)
 
     @cached_property
     def api_keys(self) -> tuple[str, ...]:
         keys = [k.get_secret_value() for k in (*self.settings.api_keys, *self.hub.server.api_keys)]
         return tuple(dict.fromkeys(k for k in keys if k))
 
-    def connection(self, name: str) -> Connection | None:
-        return self.hub.connections.get(name)
+    def connection(self, ref: str) -> Connection | None:
+        """The settings of the connection whose id or alias is ``ref``."""
+        entry = self.catalog.resolve(ref)
+        return None if entry is None else entry.settings
 
-    def provider(self, name: str) -> Provider | None:
-        """The provider of connection ``name`` (None: no such connection)."""
-        conn = self.hub.connections.get(name)
-        return None if conn is None else _BY_KIND[conn.kind]
+    def provider(self, ref: str) -> Provider | None:
+        """The provider of connection ``ref`` (None: no such connection)."""
+        entry = self.catalog.resolve(ref)
+        return None if entry is None else entry.provider
 
     @staticmethod
     def provider_of(conn: ConnectionSettings) -> Provider:
@@ -222,11 +282,59 @@ def load_config(settings: Settings | None = None, env: dict[str, str] | None = N
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     data = _interpolate(raw, "", env)
+    return _config(settings, data, path, f"{path}: ")
+
+
+def _config(settings: Settings, data: dict[str, Any], source: Path | None, where: str) -> Config:
+    """Validate the file's data: each connection's registration keys apart, the rest by its
+    provider's settings model."""
+    registration: dict[str, Registration] = {}
+    raw: dict[str, dict[str, Any]] = {}
+    connections = data.get("connections")
+    if isinstance(connections, dict):
+        data = {**data, "connections": {}}
+        for name, table in connections.items():
+            if not isinstance(table, dict):
+                data["connections"][name] = table
+                continue
+            keys = {k: v for k, v in table.items() if k in REGISTRATION_KEYS}
+            rest = {k: v for k, v in table.items() if k not in REGISTRATION_KEYS}
+            try:
+                registration[name] = Registration.model_validate(keys)
+            except ValidationError as exc:
+                raise ConfigError(where + describe(exc, f"connections.{name}.")) from None
+            raw[name] = rest
+            data["connections"][name] = rest
+    integrations = data.get("integrations")
+    if isinstance(integrations, dict):
+        for name, reg in registration.items():
+            table = integrations.get(reg.integration) if reg.integration else None
+            if not isinstance(table, dict):
+                continue
+            try:
+                spec = IntegrationSettings.model_validate(table)
+            except ValidationError as exc:
+                raise ConfigError(
+                    where + describe(exc, f"integrations.{reg.integration}.")
+                ) from None
+            entry = IntegrationEntry(
+                str(reg.integration), spec.provider, spec.public(), spec.secret_values()
+            )
+            if spec.provider in _BY_KIND:
+                data["connections"][name] = entry.defaults_for(raw[name])
     try:
         hub = HubConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + describe(exc, "")) from None
-    return Config(settings, hub, path)
+        raise ConfigError(where + describe(exc, "")) from None
+    ids = [r.id or n for n, r in registration.items()]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}two connections have the same id")
+    for name, reg in registration.items():
+        if reg.integration is not None and reg.integration not in hub.integrations:
+            raise ConfigError(
+                f"{where}connections.{name}.integration: no integration named {reg.integration!r}"
+            )
+    return Config(settings, hub, source, registration=registration, raw=raw)
 
 
 SANDBOX_URLS_ENV = "SWITCHBOARD_SANDBOX_URLS"
@@ -277,7 +385,5 @@ def with_sandbox(config: Config, urls: dict[str, str]) -> Config:
     """The zero-configuration hub: every connection wired to the simulators at ``urls``."""
     from switchboard.sandbox import zero_config
 
-    hub = HubConfig.model_validate(
-        {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
-    )
-    return Config(config.settings, hub, None)
+    data = {**zero_config(urls), "server": config.hub.server.model_dump(), "reports": {}}
+    return _config(config.settings, data, None, "")

@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config, Connection
+from switchboard.connections.catalog import Entry
 from switchboard.db import Database
 from switchboard.errors import NotFound, Unauthorized
 
@@ -74,34 +75,44 @@ CurrentConfig = Annotated[Config, Depends(_config)]
 Authenticated = [Depends(require_api_key)]
 
 
-def resolve_connection(config: Config, name: str) -> Connection:
-    """The configured connection ``name``; a 404 naming it otherwise (never an empty answer that
-    looks like a connection without data)."""
-    conn = config.connection(name)
-    if conn is None:
-        raise NotFound(f"No connection named {name!r}")
-    return conn
+def resolve_connection(config: Config, ref: str) -> Connection:
+    """The settings of connection ``ref`` (its id or alias); a 404 naming it otherwise (never
+    an empty answer that looks like a connection without data)."""
+    return resolve_entry(config, ref).settings
+
+
+def resolve_entry(config: Config, ref: str) -> Entry:
+    """Connection ``ref`` (its id or alias), or a 404 naming it."""
+    entry = config.entry(ref)
+    if entry is None:
+        raise NotFound(f"No connection named {ref!r}")
+    return entry
 
 
 async def _connection_in_path(
-    request: Request, name: Annotated[str, Path(description="A configured connection.")]
+    request: Request,
+    name: Annotated[str, Path(description="A connection's id or alias.", max_length=100)],
 ) -> str:
-    resolve_connection(get_config(request), name)
-    return name
+    return resolve_entry(get_config(request), name).id
 
 
 async def _connection_in_query(
     request: Request,
     connection: Annotated[
-        str | None, Query(description="Only this connection (404 when none has this name).")
+        str | None,
+        Query(
+            description="Only this connection: its id or alias (404 when there is none).",
+            max_length=100,
+        ),
     ] = None,
 ) -> str | None:
-    if connection is not None:
-        resolve_connection(get_config(request), connection)
-    return connection
+    if connection is None:
+        return None
+    return resolve_entry(get_config(request), connection).id
 
 
 ConnectionName = Annotated[str, Depends(_connection_in_path)]
-"""A ``{name}`` path parameter that must name a configured connection (else 404)."""
+"""A ``{name}`` path parameter naming a connection by id or alias, resolved to its id (else
+404)."""
 ConnectionFilter = Annotated[str | None, Depends(_connection_in_query)]
-"""An optional ``?connection=`` filter that must name a configured connection (else 404)."""
+"""An optional ``?connection=`` filter (id or alias), resolved to the id (else 404)."""

@@ -34,6 +34,7 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 def routers() -> list[APIRouter]:
     from switchboard.changes.endpoints import router as changes
     from switchboard.changes.endpoints import subs_router as event_subscriptions
+    from switchboard.connections.endpoints import integrations_router as integrations
     from switchboard.connections.endpoints import router as connections
     from switchboard.console.endpoints import router as console
     from switchboard.contacts.endpoints import router as contacts
@@ -49,7 +50,7 @@ def routers() -> list[APIRouter]:
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
     hot = [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
-    hot += [changes, event_subscriptions]
+    hot += [changes, event_subscriptions, integrations]
     return [*hot, proxy]  # rarely hot, and it would take any path under /proxy
 
 
@@ -64,7 +65,7 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     """Every periodic job this configuration asks for."""
     specs: list[ScheduleSpec] = [webhook_tasks.schedule()]  # bounds the delivery log
     specs.append(change_tasks.schedule())  # bounds the change events and attempt log
-    if any(config.provider_of(c).task_events for c in config.hub.connections.values()):
+    if any(config.provider_of(c).task_events for c in config.connections.values()):
         specs.append(task_reports.schedule(config.hub.reports.interval))
     specs += syncs_service.schedules(config)  # one per connection that syncs on an interval
     return specs
@@ -101,7 +102,9 @@ def job_registry() -> Registry:
 
 
 def build_runtime(config: Config, db: Database) -> Runtime:
-    return Runtime(db, config, job_registry(), schedules(config))
+    return Runtime(
+        db, config, job_registry(), schedules(config), schedules_of=lambda: schedules(config)
+    )
 
 
 def readiness_checks(config: Config, db: Database) -> dict[str, ReadinessCheck]:

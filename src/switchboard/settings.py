@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     )
 
     # Outbound HTTP (switchboard.http).
+    connections_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between checks for connections changed by another process.",
+    )
     http_max_attempts: int = Field(4, ge=1, description="Tries of one outbound call.")
     http_request_max_wait: float = Field(
         10.0, ge=0, description="Longest total retry wait of a call made for an API request."
@@ -326,6 +331,46 @@ Auth = Annotated[
     TokenAuth | OAuth2Auth | NangoAuth | ClientCredentialsAuth | ApiKeyAuth | BasicAuth,
     Field(discriminator="type"),
 ]
+
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""What a connection's or an integration's name (and a connection's id) may be."""
+
+
+class EndUserSettings(Strict):
+    """Who a connection belongs to, in the product's terms."""
+
+    id: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    organisation: str | None = Field(None, max_length=200)
+
+
+class IntegrationSettings(Strict):
+    """An integration: a provider plus the app's credentials, shared by its connections."""
+
+    provider: str
+    client_id: str | None = Field(None, max_length=500)
+    client_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signs the provider's webhooks (default: the client secret)."
+    )
+    scopes: list[str] | None = Field(None, description="Default: the provider's.")
+    authorize_url: str | None = Field(None, description="Default: the provider's.")
+    token_url: str | None = Field(None, description="Default: the provider's.")
+    base_url: str | None = Field(None, description="The API base URL of its connections.")
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Settings every connection of it starts from."
+    )
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the secrets (stored in clear, shown by the API)."""
+        return self.model_dump(
+            exclude={"provider", "client_secret", "webhook_secret"}, exclude_none=True
+        )
+
+    def secret_values(self) -> dict[str, str]:
+        pairs = (("client_secret", self.client_secret), ("webhook_secret", self.webhook_secret))
+        return {k: v.get_secret_value() for k, v in pairs if v is not None}
 
 
 class ConnectionSettings(Strict):

@@ -29,9 +29,21 @@ async def test_lists_connections_without_secrets(client: httpx.AsyncClient) -> N
     assert "pat-1234567" not in r.text
     one = (await client.get("/connections/hubspot")).json()
     one.pop("sync")  # the sync status has its own test
+    assert one.pop("created_at") and one.pop("updated_at")
+    settings = one.pop("settings")
+    assert settings["auth"]["token"] == "**********" and settings["base_url"] == one["endpoint"]
     assert one == {
+        "id": "hubspot",
+        "alias": "hubspot",
         "name": "hubspot",
         "kind": "hubspot",
+        "integration": None,
+        "account": None,
+        "end_user": {"id": None, "email": None, "organisation": None},
+        "tags": [],
+        "status": "ok",
+        "status_reason": None,
+        "file_managed": True,
         "endpoint": "https://api.hubapi.com",
         "auth": "token",
         "outbound": {
@@ -41,6 +53,7 @@ async def test_lists_connections_without_secrets(client: httpx.AsyncClient) -> N
             "credentials": {"type": "token", "state": "ok", "detail": None, "expires_at": None},
         },
     }
+    assert "pat-1234567" not in (await client.get("/connections/hubspot")).text
 
 
 async def test_unknown_connection_is_404(client: httpx.AsyncClient) -> None:

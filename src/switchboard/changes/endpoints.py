@@ -126,9 +126,14 @@ async def _found(session: DbSession, sub_id: str) -> EventSubscription:
     return sub
 
 
-def _check_connection(config: CurrentConfig, name: str | None) -> None:
-    if name is not None and config.connection(name) is None:
+def _check_connection(config: CurrentConfig, name: str | None) -> str | None:
+    """The id of the connection a subscription filters on (given by id or alias)."""
+    if name is None:
+        return None
+    entry = config.entry(name)
+    if entry is None:
         raise Unprocessable(f"No connection named {name!r}")
+    return entry.id
 
 
 @subs_router.post("", status_code=201, response_model=SubscriptionOut, responses=ERRORS(401, 422))
@@ -137,14 +142,14 @@ async def create_subscription(
 ) -> SubscriptionOut:
     """Subscribe a URL to event types. The answer holds the signing secret, once."""
     await check(config, body.url)
-    _check_connection(config, body.connection)
+    connection = _check_connection(config, body.connection)
     secret = service.new_secret()
     now = utcnow()
     sub = EventSubscription(
         id=service.new_subscription_id(),
         url=body.url,
         event_types=body.event_types,
-        connection=body.connection,
+        connection=connection,
         description=body.description,
         enabled=body.enabled,
         secret=secret_box(config).encrypt(secret),
@@ -184,8 +189,7 @@ async def update_subscription(
     if "event_types" in given and body.event_types is not None:
         sub.event_types = body.event_types
     if "connection" in given:
-        _check_connection(config, body.connection)
-        sub.connection = body.connection
+        sub.connection = _check_connection(config, body.connection)
     if "description" in given:
         sub.description = body.description
     if "enabled" in given and body.enabled is not None:

@@ -619,7 +619,7 @@ async def contacts_page(
         )
     except BadRequest:  # a cursor edited by hand: start over
         rows, next_cursor = [], None
-    crm = sorted(n for n, c in config.hub.connections.items() if config.provider_of(c).is_crm)
+    crm = sorted(n for n, c in config.connections.items() if config.provider_of(c).is_crm)
     counts = {name: await contacts_service.counts(db, name) for name in crm}
     return render(
         request,

@@ -144,7 +144,7 @@ async def connections(
     session: AsyncSession, config: Config, outbound: Outbound | None, *, runs: int = 8
 ) -> list[ConnectionView]:
     views = []
-    for name, conn in sorted(config.hub.connections.items()):
+    for name, conn in sorted(config.connections.items()):
         auth = getattr(conn, "auth", None)
         view = ConnectionView(
             name=name,
@@ -208,9 +208,7 @@ async def deliveries(
     )
     for connection, outcome, count in rows.all():
         totals.setdefault(connection, {})[outcome] = int(count)
-    names = {
-        n for n, c in config.hub.connections.items() if config.provider_of(c).receiver is not None
-    }
+    names = {n for n, c in config.connections.items() if config.provider_of(c).receiver is not None}
     groups = []
     failed_first = case((WebhookDelivery.status_code >= 400, 0), else_=1)
     for name in sorted(names | totals.keys()):
@@ -255,7 +253,7 @@ class FeedView:
 
 async def feeds(session: AsyncSession, config: Config, *, runs: int) -> list[FeedView]:
     views = []
-    for name, conn in sorted(config.hub.connections.items()):
+    for name, conn in sorted(config.connections.items()):
         syncer = config.provider_of(conn).syncer
         every = syncer.interval(conn) if syncer is not None and syncer.stream == "events" else None
         if every is None:  # not an event feed

@@ -30,7 +30,7 @@ from switchboard.deps import (
     CurrentConfig,
     DbSession,
     get_db,
-    resolve_connection,
+    resolve_entry,
 )
 from switchboard.errors import NotFound, Unprocessable
 from switchboard.http import Outbound
@@ -111,7 +111,7 @@ async def create_contact(body: ContactCreate, request: Request, config: CurrentC
             "No connection given and no [contacts] default_connection configured",
             loc=("body", "connection"),
         )
-    resolve_connection(config, name)
+    name = resolve_entry(config, name).id
     crm = _crm(request, name)
     fields: Fields = body.crm_fields(exclude={"connection"})
     fields["email"] = body.email
@@ -185,7 +185,7 @@ def _field_filters(request: Request, config: Config, connection: str | None) -> 
     if connection is not None:
         known = custom_fields_of(config.connection(connection))
     else:
-        known = {n for c in config.hub.connections.values() for n in custom_fields_of(c)}
+        known = {n for c in config.connections.values() for n in custom_fields_of(c)}
     filters: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         if not key.startswith("fields."):

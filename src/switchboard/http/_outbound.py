@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import weakref
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,35 @@ class Outbound:
         self._plain: dict[str, httpx.AsyncClient] = {}
         if db is not None:
             _by_database[db] = self
+        self._retired: list[httpx.AsyncClient] = []
+        self._http_of: dict[str, httpx.AsyncClient] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+        self._unsubscribe = config.catalog.subscribe(self._forget)
+
+    def _forget(self, changed: set[str]) -> None:
+        """Connections changed, added or removed elsewhere: their clients are rebuilt from the
+        new settings on next use (credentials swapped, base URL, limits). An old HTTP client is
+        closed once a call still using it has had time to finish (its read timeout)."""
+        for name in changed:
+            self._clients.pop(name, None)
+            http = self._http_of.pop(name, None)
+            if http is None or http not in self._http:
+                continue
+            self._http.remove(http)
+            self._retired.append(http)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): closed at aclose()
+                continue
+            grace = http.timeout.read or 30.0
+            loop.call_later(grace + 1.0, self._close_retired, http)
+
+    def _close_retired(self, http: httpx.AsyncClient) -> None:
+        if http in self._retired:
+            self._retired.remove(http)
+            task = asyncio.ensure_future(http.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     @classmethod
     def for_database(cls, db: Database) -> Outbound | None:
@@ -96,7 +126,7 @@ class Outbound:
         """Connections that call out (every kind but inbound-only webhook sources)."""
         return sorted(
             name
-            for name, conn in self.config.hub.connections.items()
+            for name, conn in self.config.connections.items()
             if self.config.provider_of(conn).outbound
         )
 
@@ -146,9 +176,11 @@ class Outbound:
         )
 
     async def aclose(self) -> None:
-        for http in self._http:
+        self._unsubscribe()
+        for http in [*self._http, *self._retired]:
             await http.aclose()
         self._http.clear()
+        self._retired.clear()
         self._clients.clear()
         self._plain.clear()
 
@@ -163,6 +195,7 @@ class Outbound:
             follow_redirects=False,
         )
         self._http.append(http)
+        self._http_of[name] = http
         auth = getattr(conn, "auth", None)
         tokens = None
         if auth is not None:

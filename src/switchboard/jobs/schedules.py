@@ -98,6 +98,16 @@ class Scheduler:
         self._stop = asyncio.Event()
         self._next_prune = 0.0
 
+    async def replace(self, specs: list[ScheduleSpec]) -> None:
+        """Serve these schedules from now on (connections were added, changed, paused or
+        removed): new and changed ones are stored; a dropped one is no longer fired by this
+        process (deleting a connection deletes its schedule's row)."""
+        new = {spec.name: spec for spec in specs}
+        if new == self.specs:
+            return
+        self.specs = new
+        await self.register()
+
     async def register(self) -> None:
         """Store this process's schedule definitions (insert new ones, update changed ones)."""
         now = utcnow()

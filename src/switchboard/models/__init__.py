@@ -4,13 +4,17 @@ from switchboard.models.base import Base
 from switchboard.models.change_attempt import ChangeAttempt
 from switchboard.models.change_cursor import ChangeCursor
 from switchboard.models.change_event import ChangeEvent
+from switchboard.models.connect_session import ConnectSession
+from switchboard.models.connection import ConnectionRow
 from switchboard.models.console_login import ConsoleLogin
 from switchboard.models.credential import Credential
 from switchboard.models.event_plan import EventPlan
 from switchboard.models.event_plan_staging import EventPlanStaging
 from switchboard.models.event_subscription import EventSubscription
 from switchboard.models.feed_state import FeedState
+from switchboard.models.integration import Integration
 from switchboard.models.job import Job
+from switchboard.models.oauth_attempt import OAuthAttempt
 from switchboard.models.rate_bucket import RateBucket
 from switchboard.models.report_cursor import ReportCursor
 from switchboard.models.schedule import Schedule
@@ -25,13 +29,17 @@ __all__ = [
     "ChangeAttempt",
     "ChangeCursor",
     "ChangeEvent",
+    "ConnectSession",
+    "ConnectionRow",
     "ConsoleLogin",
     "Credential",
     "EventPlan",
     "EventPlanStaging",
     "EventSubscription",
     "FeedState",
+    "Integration",
     "Job",
+    "OAuthAttempt",
     "RateBucket",
     "ReportCursor",
     "Schedule",

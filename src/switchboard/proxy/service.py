@@ -15,8 +15,8 @@ from urllib.parse import unquote_to_bytes
 import httpx
 
 from switchboard.config import Config
-from switchboard.deps import resolve_connection
-from switchboard.errors import BadRequest, Unprocessable
+from switchboard.deps import resolve_entry
+from switchboard.errors import BadRequest, Conflict, Unprocessable
 from switchboard.http import ConnectionClient, Outbound
 
 RETRY_HEADER = "x-switchboard-retry"
@@ -78,16 +78,18 @@ def target(config: Config, outbound: Outbound, connection: str) -> Target:
     """The connection the proxy path names: 404 when there is none, 422 when it makes no
     outbound calls or has no base URL.
 
-    The one lookup of the proxy: when connections become data, this is where an id or alias
-    is resolved instead of a configured name."""
-    conn = resolve_connection(config, connection)
+    ``connection`` is an id or an alias: the client is the id's."""
+    entry = resolve_entry(config, connection)
+    conn = entry.settings
+    if not entry.active:
+        raise Conflict(f"Connection {connection!r} is paused")
     base_url = getattr(conn, "base_url", None)
     if not config.provider_of(conn).outbound or not base_url:
         raise Unprocessable(
             f"Connection {connection!r} ({conn.kind}) has no provider API to proxy to",
             loc=("path", "connection"),
         )
-    return Target(connection, outbound.client(connection), httpx.URL(base_url))
+    return Target(entry.id, outbound.client(entry.id), httpx.URL(base_url))
 
 
 def provider_url(base: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:

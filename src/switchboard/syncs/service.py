@@ -46,12 +46,15 @@ class SyncBusy(Conflict):
 
 def resolve(config: Config, name: str) -> Syncer:
     """The syncer of connection ``name``: ``NotFound`` or ``BadRequest`` (kind cannot sync)."""
-    conn = config.connection(name)
-    if conn is None:
+    entry = config.entry(name)
+    if entry is None:
         raise NotFound(f"No connection named {name!r}")
+    conn = entry.settings
     syncer = config.provider_of(conn).syncer
     if syncer is None:
         raise BadRequest(f"Connection {name!r} ({conn.kind}) has nothing to sync")
+    if not entry.active:
+        raise Conflict(f"Connection {name!r} is paused")
     return syncer
 
 
@@ -287,7 +290,7 @@ def schedules(config: Config) -> list[ScheduleSpec]:
     settings change: the payload carries a fingerprint of them, and the schedule is immediate.
     """
     specs = []
-    for name, conn in sorted(config.hub.connections.items()):
+    for name, conn in sorted(config.catalog.active().items()):  # a paused one is not scheduled
         syncer = config.provider_of(conn).syncer
         every = syncer.interval(conn) if syncer is not None else None
         if every is not None:

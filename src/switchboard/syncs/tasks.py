@@ -12,17 +12,19 @@ async def tick(ctx: JobContext) -> None:
     """A schedule slot: queue the connection's sync under its key (so it never overlaps a sync
     requested on demand)."""
     name = str(ctx.payload["connection"])
-    if ctx.config.connection(name) is None:
-        return  # removed from the configuration since the schedule was stored
+    entry = ctx.config.catalog.get(name)
+    if entry is None or not entry.active:
+        return  # deleted or paused since the schedule was stored
     async with ctx.db.session() as session:
         await service.enqueue_sync(session, name)
 
 
 async def run(ctx: JobContext) -> None:
     name = str(ctx.payload["connection"])
-    conn = ctx.config.connection(name)
-    if conn is None or ctx.config.provider_of(conn).syncer is None:
-        return
+    entry = ctx.config.catalog.get(name)
+    if entry is None or not entry.active or entry.provider.syncer is None:
+        return  # deleted or paused since it was queued
+    conn = entry.settings
     # The API process's outbound clients (breaker state, budgets) when there is one; a
     # dedicated worker builds its own for the run.
     shared = Outbound.for_database(ctx.db)

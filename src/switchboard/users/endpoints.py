@@ -56,10 +56,14 @@ def _writer(request: Request) -> BatchWriter[service.Change, service.UserState]:
 @router.patch("/{user_id}", response_model=UserOut, responses=ERRORS(401, 422))
 async def patch_user(user_id: UserId, body: UserPatch, request: Request) -> UserOut:
     """Save the user now (200 at once); its CRM contact follows in the background, durably."""
-    unknown = _unknown_fields(request.app.state.config, body)
+    config: Config = request.app.state.config
+    crm = _crm_connection(config, body)
+    unknown = _unknown_fields(config, body, crm)
     if unknown is not None:
         raise unknown
     values = body.model_dump(include={"email"} | body.model_fields_set)
+    if "crmConnection" in values:
+        values["crmConnection"] = crm
     user = await _writer(request).submit(service.Change(user_id, values))
     return service.to_out(user)
 
@@ -94,7 +98,12 @@ async def patch_users(
                 )
             )
             continue
-        unknown = _unknown_fields(request.app.state.config, item)
+        try:
+            crm = _crm_connection(request.app.state.config, item)
+        except Unprocessable as exc:
+            unknown: Unprocessable | None = exc
+        else:
+            unknown = _unknown_fields(request.app.state.config, item, crm)
         if unknown is not None:
             errors.append(
                 ItemError(
@@ -111,6 +120,8 @@ async def patch_users(
             )
             continue
         values = item.model_dump(include={"email"} | (item.model_fields_set - {"id"}))
+        if "crmConnection" in values:
+            values["crmConnection"] = crm
         changes.append(service.Change(item.id, values))
     if errors and atomic:
         raise Unprocessable(
@@ -124,12 +135,25 @@ async def patch_users(
     return UserBatchOut(items=[service.to_out(u) for u in saved], errors=errors)
 
 
-def _unknown_fields(config: Config, body: UserPatch) -> Unprocessable | None:
+def _crm_connection(config: Config, body: UserPatch) -> str | None:
+    """The id of the CRM connection a change names (``None``: it names none, or the
+    configured one); a 422 when it is not a CRM connection."""
+    if body.crmConnection is None:
+        return None
+    entry = config.entry(body.crmConnection)
+    if entry is None or not entry.provider.is_crm:
+        raise Unprocessable(
+            f"No CRM connection named {body.crmConnection!r}", loc=("body", "crmConnection")
+        )
+    return entry.id
+
+
+def _unknown_fields(config: Config, body: UserPatch, crm: str | None) -> Unprocessable | None:
     """The 422 for a custom field the CRM connection does not configure (``None``: all known).
     Refused at the API rather than by the propagation job, which could only fail later."""
     if not body.fields:
         return None
-    name = config.hub.users.crm_connection
+    name = crm or config.hub.users.crm_connection
     unknown = body.unknown_fields(custom_fields_of(config.connection(name)) if name else ())
     if not unknown:
         return None

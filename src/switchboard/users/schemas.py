@@ -24,6 +24,13 @@ class UserPatch(BaseModel):
         "`custom_fields`), propagated to its contact; a name it does not configure is a 422.",
     )
 
+    crmConnection: str | None = Field(
+        None,
+        max_length=100,
+        description="The CRM connection (id or alias) this user's contact lives in; left out "
+        "keeps it, null returns to `[users] crm_connection`.",
+    )
+
     def unknown_fields(self, known: Iterable[str]) -> list[str]:
         """The names in ``fields`` that are not in ``known``."""
         return sorted(set(self.fields or {}) - set(known))
@@ -46,6 +53,7 @@ class UserOut(BaseModel):
     createdAt: datetime
     updatedAt: datetime
     sync: SyncOut
+    crmConnection: str | None = Field(None, description="The CRM connection's id.")
 
 
 class UserPage(BaseModel):

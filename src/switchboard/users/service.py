@@ -68,6 +68,7 @@ class UserState:
     last_error: str | None
     synced_at: datetime | None
     crm_contact_id: str | None
+    crm_connection: str | None = None
 
 
 _WRITTEN = (  # what a change writes to an existing user
@@ -80,6 +81,8 @@ _WRITTEN = (  # what a change writes to an existing user
     "sync_state",
     "sync_attempts",
     "last_error",
+    "crm_connection",
+    "crm_contact_id",
 )
 # Built once: a new statement per batch cost more than the writes (see jobs.queue._upsert).
 _TABLE = cast(Table, User.__table__)  # Core, not ORM: a list of rows is one executemany
@@ -100,6 +103,10 @@ async def apply_changes(
     retry_for: timedelta,
 ) -> list[UserState]:
     """Upsert users (in order) and enqueue their propagation; the caller owns the transaction.
+
+    A new user propagates to ``crm_connection`` (the configured one) unless its change names
+    another (``crmConnection``, an id); a user moved to another CRM starts over there (its
+    contact id there is looked up again).
 
     Plain statements rather than the ORM: one select of the users, one ``executemany`` insert
     of the new ones and one of the changed ones (the ORM's unit of work was most of a batch)."""
@@ -131,20 +138,37 @@ async def apply_changes(
                 last_error=None,
                 synced_at=None,
                 crm_contact_id=None,
+                crm_connection=crm_connection,
             )
             new.add(user.id)
-        before = (user.email, user.first_name, user.last_name, user.fields or {})
+        before = (
+            user.email,
+            user.first_name,
+            user.last_name,
+            user.fields or {},
+            user.crm_connection,
+        )
+        if "crmConnection" in change.values:
+            target = change.values["crmConnection"] or crm_connection
+            if target != user.crm_connection:
+                user.crm_connection, user.crm_contact_id = target, None
         user.email = change.values["email"]
         user.first_name = change.values.get("firstName", user.first_name)
         user.last_name = change.values.get("lastName", user.last_name)
         if change.values.get("fields") is not None:  # a new dict: earlier results keep theirs
             user.fields = with_fields(user.fields, change.values["fields"]) or None
-        after = (user.email, user.first_name, user.last_name, user.fields or {})
+        after = (
+            user.email,
+            user.first_name,
+            user.last_name,
+            user.fields or {},
+            user.crm_connection,
+        )
         if after != before or user.version == 0:
             user.version += 1
             user.updated_at = now
             changed.add(user.id)
-            if crm_connection is not None:
+            if (user.crm_connection or crm_connection) is not None:
                 user.sync_state = "pending"
                 user.sync_attempts = 0
                 user.last_error = None
@@ -161,10 +185,7 @@ async def apply_changes(
     if new:
         await session.execute(
             _INSERT,
-            [
-                asdict(users[i]) | {"synced_version": 0, "crm_connection": crm_connection}
-                for i in new
-            ],
+            [asdict(users[i]) | {"synced_version": 0} for i in new],
         )
     if changed - new:
         await session.execute(
@@ -194,6 +215,7 @@ def to_out(user: User | UserState) -> UserOut:
             syncedAt=user.synced_at,
             crmContactId=user.crm_contact_id,
         ),
+        crmConnection=user.crm_connection,
     )
 
 

@@ -21,10 +21,11 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 async def receive(connection: str, request: Request, config: CurrentConfig) -> Response:
     """Receive a webhook for the named connection (the connection's kind decides the format,
     the signature scheme and the answers)."""
-    conn = config.connection(connection)
-    if conn is None:
+    entry = config.entry(connection)
+    if entry is None:
         raise NotFound(f"No connection named {connection!r}")
-    handler = config.provider_of(conn).receiver
+    conn = entry.settings
+    handler = entry.provider.receiver
     if handler is None:
         raise NotFound(f"Connection {connection!r} ({conn.kind}) does not receive webhooks")
-    return await handler(request, connection, conn, get_db(request), config)
+    return await handler(request, entry.id, conn, get_db(request), config)
