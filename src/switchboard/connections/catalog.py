@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, TypeAdapter, ValidationError
 
 from switchboard.connectors.base import Provider
 from switchboard.providers import PROVIDERS
-from switchboard.settings import ConnectionSettings, describe
+from switchboard.settings import ConnectionSettings
 
 if TYPE_CHECKING:
     Connection = ConnectionSettings
@@ -54,7 +54,15 @@ def validate(raw: Mapping[str, Any], prefix: str = "") -> Connection:
     try:
         return _ADAPTER.validate_python(dict(raw))
     except ValidationError as exc:
-        raise InvalidConnection(describe(exc, prefix)) from None
+        # The union's tag (the kind) leads each location: "hubspot.auth" → "auth".
+        kind = str(raw.get("kind"))
+        lines = [
+            prefix
+            + ".".join(str(p) for p in e["loc"][1 if e["loc"][:1] == (kind,) else 0 :])
+            + f": {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise InvalidConnection("; ".join(lines)) from None
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def _effective(integ: IntegrationEntry | None, raw: Mapping[str, Any], kind: str
     effective = integ.defaults_for(raw) if integ is not None else dict(raw)
     effective.setdefault("kind", kind)
     try:
-        return validate(effective)
+        return validate(effective, "settings.")
     except InvalidConnection as exc:
         raise Unprocessable(
             f"Invalid connection settings: {exc}", loc=("body", "settings")
@@ -297,9 +297,13 @@ async def remove(session: AsyncSession, connection_id: str, *, keep_data: bool) 
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Invalid cursor") from None
+    if not value or encode_cursor(value) != cursor:
+        raise BadRequest("Invalid cursor")
+    return value
 
 
 def encode_cursor(connection_id: str) -> str:
