@@ -20,7 +20,7 @@ router = APIRouter(prefix="/connections", tags=["connections"], dependencies=Aut
     "/{name}/sync",
     status_code=202,
     response_model=SyncQueued,
-    responses=ERRORS(400, 401, 404),
+    responses=ERRORS(400, 401, 404, 409),
 )
 async def sync_connection(
     name: ConnectionName,
@@ -30,7 +30,7 @@ async def sync_connection(
 ) -> JSONResponse:
     """Queue a sync of the connection now. A sync already queued is reused (its job id is
     returned), and runs of one connection never overlap."""
-    service.resolve(config, name)
+    service.resolve(config, name, to_run=True)
     conn = config.connection(name)
     assert conn is not None
     job_id = await service.enqueue_sync(session, name, full=full)

@@ -44,8 +44,9 @@ class SyncBusy(Conflict):
     """Another sync of this connection is running."""
 
 
-def resolve(config: Config, name: str) -> Syncer:
-    """The syncer of connection ``name``: ``NotFound`` or ``BadRequest`` (kind cannot sync)."""
+def resolve(config: Config, name: str, *, to_run: bool = False) -> Syncer:
+    """The syncer of connection ``name``: ``NotFound`` or ``BadRequest`` (kind cannot sync),
+    and with ``to_run`` a ``Conflict`` when the connection is paused."""
     entry = config.entry(name)
     if entry is None:
         raise NotFound(f"No connection named {name!r}")
@@ -53,7 +54,7 @@ def resolve(config: Config, name: str) -> Syncer:
     syncer = config.provider_of(conn).syncer
     if syncer is None:
         raise BadRequest(f"Connection {name!r} ({conn.kind}) has nothing to sync")
-    if not entry.active:
+    if to_run and not entry.active:
         raise Conflict(f"Connection {name!r} is paused")
     return syncer
 
@@ -322,7 +323,7 @@ async def run_now(
     progress: Any = None,
 ) -> tuple[SyncRun, SyncResult | None, str | None]:
     """Run a sync in this task (the CLI), outside the job queue."""
-    resolve(config, name)
+    resolve(config, name, to_run=True)
     conn = config.connection(name)
     assert conn is not None
     ctx = SyncContext(
