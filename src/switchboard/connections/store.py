@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from switchboard.connections.catalog import (
     EndUser,
@@ -46,9 +46,21 @@ STORE = "connections"
 REMOVED_FROM_FILE = "no longer in the connections file"
 
 
+CHANNEL = "switchboard_connections_"
+"""PostgreSQL ``NOTIFY`` channel prefix; the schema's name completes it (so hubs sharing a
+server in different schemas do not wake each other)."""
+
+
 async def bump(session: AsyncSession) -> int:
-    """Mark the catalog changed, in the caller's transaction (every process reloads)."""
-    return await bump_version(session, STORE)
+    """Mark the catalog changed, in the caller's transaction (every process reloads; on
+    PostgreSQL a ``NOTIFY``, delivered at commit, wakes them at once)."""
+    version = await bump_version(session, STORE)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:prefix || current_schema(), :version)"),
+            {"prefix": CHANNEL, "version": str(version)},
+        )
+    return version
 
 
 def seal(box: SecretBox, value: Mapping[str, Any]) -> str:
@@ -245,7 +257,9 @@ def watcher_for(config: Config, db: Database) -> tuple[Watcher, bool]:
 
 class Watcher:
     """Reloads a process's catalog when the stored one changes: a version check every
-    ``interval`` seconds (one indexed row), so a change reaches every process within it."""
+    ``interval`` seconds (one indexed row), so a change reaches every process within it; on
+    PostgreSQL also at once, on the ``NOTIFY`` of the committing transaction (the check stays,
+    for a notification lost with a dropped connection)."""
 
     def __init__(self, config: Config, db: Database, *, interval: float) -> None:
         self.config = config
@@ -273,7 +287,32 @@ class Watcher:
             await self._task
             self._task = None
 
+    async def _listen(self) -> AsyncConnection | None:
+        """A connection that ``LISTEN``s for changes (PostgreSQL; None elsewhere or when it
+        cannot be had: the version check alone then finds the changes)."""
+        if self.db.is_sqlite:
+            return None
+        try:
+            conn = await self.db.engine.connect()
+            schema = await conn.scalar(text("SELECT current_schema()"))
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.add_listener(f"{CHANNEL}{schema}", lambda *_: self._poke.set())
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("connections_listen_failed", error=str(exc)[:300])
+            return None
+        return conn
+
     async def _loop(self) -> None:
+        listener = await self._listen()
+        try:
+            await self._watch()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(SQLAlchemyError, OSError):
+                    await listener.close()
+
+    async def _watch(self) -> None:
         while not self._stop.is_set():
             try:
                 changed = await self.check()
