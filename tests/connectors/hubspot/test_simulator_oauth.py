@@ -4,6 +4,7 @@ issued tokens on the API, and the access-token metadata that names the portal.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from switchboard.connectors.hubspot.simulator import CLIENT_ID, CLIENT_SECRET, HubSpotSimulator
 from switchboard.http.testing import FakeClock
 from switchboard.sandbox.oauth import s256
+from tests.console.test_e2e import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
 REDIRECT = "http://127.0.0.1:9/oauth/callback"
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -343,3 +345,37 @@ async def test_the_control_state_records_every_authorize_and_exchange(
     assert limited.json()["redirect_uris"] == [REDIRECT]
     bad = await http.patch("/_sandbox/hubspot/oauth", json={"auto_approve": "yes"})
     assert bad.status_code == 400
+
+
+@pytest.mark.acceptance
+async def test_in_chromium_the_user_picks_a_portal_and_allows_or_denies(
+    http: httpx.AsyncClient, asgi_server: Callable[[Any], str]
+) -> None:
+    """The page as a browser submits it: the button's name and value, the edited portal id."""
+    pw = _require_browser()
+    redirect = asgi_server(callback_app()) + "/oauth/callback"
+    authorize = httpx.URL(str(http.base_url.join("/oauth/authorize")))
+    url = str(authorize.copy_merge_params(params(redirect_uri=redirect)))
+    async with pw.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            await pw.expect(page.get_by_role("heading")).to_contain_text("HubSpot")
+            await page.get_by_label("HubSpot account (portal id)").fill("31337")
+            await page.get_by_role("button", name="Allow").click()
+            await pw.expect(page).to_have_url(re.compile(re.escape(redirect) + r"\?code="))
+            allowed = dict(parse_qs(urlsplit(page.url).query))
+
+            await page.goto(url)
+            await page.get_by_role("button", name="Deny").click()
+            await pw.expect(page).to_have_url(re.compile(r"error=access_denied"))
+            denied = dict(parse_qs(urlsplit(page.url).query))
+        finally:
+            await browser.close()
+    assert allowed["state"] == ["st-1"] and denied["state"] == ["st-1"]
+    tokens = (await exchange(http, allowed["code"][0], redirect_uri=redirect)).json()
+    info = await http.get(f"/oauth/v1/access-tokens/{tokens['access_token']}")
+    assert info.json()["hub_id"] == 31337

@@ -5,6 +5,7 @@ redirect URI, PKCE), the issued tokens on the API and ``/v1/users/me`` naming th
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +22,8 @@ from switchboard.connectors.pipedrive.simulator import (
 )
 from switchboard.http.testing import FakeClock
 from switchboard.sandbox.oauth import s256
+from tests.connectors.hubspot.test_simulator_oauth import callback_app
+from tests.console.test_e2e import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
 REDIRECT = "http://127.0.0.1:9/oauth/callback"
 VERIFIER = "pipedrive-verifier-0123456789-0123456789-abcdef"
@@ -251,3 +254,31 @@ async def test_a_refresh_token_is_bound_to_its_app(
         headers=basic("other-app", "other-secret"),
     )
     refused(answer, "Invalid grant: refresh_token is invalid")
+
+
+@pytest.mark.acceptance
+async def test_in_chromium_the_user_picks_a_company_and_allows(
+    http: httpx.AsyncClient, asgi_server: Callable[[Any], str]
+) -> None:
+    pw = _require_browser()
+    redirect = asgi_server(callback_app()) + "/oauth/callback"
+    authorize = httpx.URL(str(http.base_url.join("/oauth/authorize")))
+    url = str(authorize.copy_merge_params(params(redirect_uri=redirect)))
+    async with pw.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            await page.get_by_label("Pipedrive company (company id)").fill("7000099")
+            await page.get_by_role("button", name="Allow").click()
+            await pw.expect(page).to_have_url(re.compile(re.escape(redirect) + r"\?code="))
+            got = dict(parse_qs(urlsplit(page.url).query))
+        finally:
+            await browser.close()
+    assert got["state"] == ["st-9"]
+    tokens = (await exchange(http, got["code"][0], redirect_uri=redirect)).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    me = await http.get("/v1/users/me", headers=bearer)
+    assert me.json()["data"]["company_id"] == 7000099

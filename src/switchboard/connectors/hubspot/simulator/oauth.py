@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from switchboard.connectors.hubspot.simulator.app import HubSpotSimulator
 
 # (status, message) per refused exchange. HubSpot documents BAD_AUTH_CODE's "missing or unknown
-# auth code"; the others are assumed (docs/providers/hubspot.md).
+# auth code"; the others are assumed (``docs/providers/hubspot.md``).
 REFUSED = {
     "unknown_code": ("BAD_AUTH_CODE", "missing or unknown auth code"),
     "used_code": ("BAD_AUTH_CODE", "missing or unknown auth code"),
