@@ -1,7 +1,14 @@
-"""HubSpot simulator: CRM v3 contacts, search, OAuth token endpoint, rate limits, signed webhooks.
+"""HubSpot simulator: CRM v3 contacts, search, OAuth, rate limits, signed webhooks.
 
 Wire facts: ``shared/providers/HUBSPOT.md``. The official ``hubspot-api-client`` SDK works against
 it unchanged (``hubspot.Client.create(access_token="pat-sandbox", host=base_url)``).
+
+OAuth (``docs/providers/hubspot.md``): ``GET /oauth/authorize`` (``client_id``, ``redirect_uri``,
+``scope``, ``state``, ``code_challenge`` + ``code_challenge_method=S256``) shows a consent page
+whose Allow/Deny post back and redirect; ``POST /oauth/v1/token`` takes the authorization-code and
+refresh-token grants; ``GET /oauth/v1/access-tokens/{token}`` names the portal (``hub_id``) that
+granted a token. The portal a code is for is the one picked on the page; by default, and for
+the well-known refresh token, the ``portal_id`` the webhooks carry.
 
 Control endpoints (no auth, no rate limit, no faults), for tests and for playing "a user in the
 HubSpot UI":
@@ -16,6 +23,8 @@ HubSpot UI":
   windows).
 * ``POST /_sandbox/hubspot/tokens`` ``{"token", "expires_in"?}`` registers an access token;
   ``POST /_sandbox/hubspot/tokens/expire`` ``{"token"?}`` expires one (or every OAuth) token.
+* ``GET|PATCH /_sandbox/hubspot/oauth`` ``{"auto_approve"?, "redirect_uris"?}`` → those settings,
+  the codes issued (``grants``) and every authorize and exchange (``events``).
 * ``GET|PUT|PATCH /_sandbox/hubspot/webhooks`` → :class:`HubSpotWebhookSettings` plus delivery
   ``stats`` and ``attempts``; ``DELETE`` clears the attempt log.
 
@@ -33,6 +42,7 @@ from switchboard.connectors.hubspot.simulator.tokens import (
     CLIENT_SECRET,
     PRIVATE_APP_TOKEN,
     REFRESH_TOKEN,
+    Installation,
     Token,
     TokenRegistry,
 )
@@ -55,6 +65,7 @@ __all__ = [
     "HubSpotSimulator",
     "HubSpotWebhookSettings",
     "HubSpotWebhooks",
+    "Installation",
     "SlidingWindow",
     "Token",
     "TokenRegistry",

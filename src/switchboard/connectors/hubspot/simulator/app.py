@@ -44,6 +44,7 @@ from switchboard.connectors.hubspot.simulator.tokens import (
     CLIENT_SECRET,
     PRIVATE_APP_TOKEN,
     REFRESH_TOKEN,
+    Installation,
     Token,
     TokenRegistry,
 )
@@ -52,8 +53,11 @@ from switchboard.connectors.hubspot.simulator.webhooks import (
     HubSpotWebhookSettings,
 )
 from switchboard.sandbox.faults import LOG_ENTRY, Faults, FaultState, RequestLog, SandboxMiddleware
+from switchboard.sandbox.oauth import AuthorizationServer
 
 CONTACTS = "/crm/v3/objects/contacts"
+# What the well-known refresh token was granted.
+SCOPES = ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write")
 
 Handler = Callable[[Request], Awaitable[Response]]
 # An endpoint of this module's siblings: a function of the simulator and the request.
@@ -81,16 +85,30 @@ class HubSpotSimulator:
         search_lag_ms: int = 0,
         webhooks: HubSpotWebhookSettings | None = None,
         faults: Faults | None = None,
+        redirect_uris: Collection[str] | None = None,
+        auto_approve: bool = False,
+        code_ttl: float = 600,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``redirect_uris``, ``auto_approve`` and ``code_ttl`` (seconds) configure the
+        authorization-code grant (:mod:`switchboard.sandbox.oauth`); ``clock`` times its codes."""
         self.tokens = tokens or TokenRegistry()
         if private_app_token:
             self.tokens.add_private_app(private_app_token)
         self.client_id = client_id
         self.client_secret = client_secret
+        # The OAuth apps that may install (a test may add one); the first is the sandbox's.
+        self.clients = {client_id: client_secret}
+        self.oauth = AuthorizationServer(
+            self.clients,
+            redirect_uris=redirect_uris,
+            auto_approve=auto_approve,
+            code_ttl=code_ttl,
+            clock=clock,
+        )
         self.access_token_ttl = access_token_ttl
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.refresh_lock = threading.Lock()
-        self.refresh_tokens: set[str] = {refresh_token}
         self.search_lag_ms = search_lag_ms
         self.store = ContactStore()
         self.store.seed(contacts, seed=seed)
@@ -99,6 +117,11 @@ class HubSpotSimulator:
         self.rejected_email_domains = frozenset(d.lower() for d in rejected_email_domains)
         self.set_limits(limits or HubSpotLimits())
         self.webhooks = HubSpotWebhooks(webhooks)
+        # Each refresh token belongs to an installation; the well-known one to the sandbox app
+        # in the portal its webhooks name.
+        self.refresh_tokens: dict[str, Installation] = {
+            refresh_token: Installation(client_id, self.webhooks.settings.portal_id, SCOPES)
+        }
         self.store.listeners.append(self.webhooks.on_changes)
         self.faults = FaultState(faults, seed=seed)
         self.log = RequestLog()
@@ -242,6 +265,12 @@ class HubSpotSimulator:
                 CONTACTS + "/{contact_id}", api(contacts_api.archive_contact), methods=["DELETE"]
             ),
             Route("/oauth/v1/token", partial(oauth.oauth_token, self), methods=["POST"]),
+            Route("/oauth/authorize", partial(oauth.authorize, self), methods=["GET", "POST"]),
+            Route(
+                "/oauth/v1/access-tokens/{token}",
+                partial(oauth.access_token_info, self),
+                methods=["GET"],
+            ),
             Route("/_sandbox/hubspot/contacts", ctl(control.control_create), methods=["POST"]),
             Route("/_sandbox/hubspot/contacts/merge", ctl(control.control_merge), methods=["POST"]),
             Route(
@@ -261,6 +290,7 @@ class HubSpotSimulator:
                 methods=["GET", "PUT", "PATCH"],
             ),
             Route("/_sandbox/hubspot/tokens", ctl(control.control_tokens), methods=["POST"]),
+            Route("/_sandbox/hubspot/oauth", ctl(control.control_oauth), methods=["GET", "PATCH"]),
             Route("/_sandbox/hubspot/tokens/expire", ctl(control.control_expire), methods=["POST"]),
             Route(
                 "/_sandbox/hubspot/webhooks",

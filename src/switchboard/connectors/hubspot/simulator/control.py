@@ -86,6 +86,22 @@ async def control_expire(sim: HubSpotSimulator, request: Request) -> Response:
     return JSONResponse({"expired": sim.tokens.expire(body.get("token"))})
 
 
+async def control_oauth(sim: HubSpotSimulator, request: Request) -> Response:
+    """The authorization-code grant: ``PATCH`` ``{"auto_approve"?, "redirect_uris"?}`` (an empty
+    list: any http(s) URL); both answer the settings, the codes issued and the event log."""
+    if request.method == "PATCH":
+        data = as_object(await json_body(request))
+        auto_approve, uris = data.get("auto_approve"), data.get("redirect_uris")
+        if auto_approve is not None and not isinstance(auto_approve, bool):
+            raise validation_error("auto_approve must be a boolean")
+        if uris is not None and not (
+            isinstance(uris, list) and all(isinstance(u, str) for u in uris)
+        ):
+            raise validation_error("redirect_uris must be a list of URLs")
+        sim.oauth.configure(auto_approve=auto_approve, redirect_uris=uris)
+    return JSONResponse(sim.oauth.as_json())
+
+
 async def control_webhooks(sim: HubSpotSimulator, request: Request) -> Response:
     if request.method == "DELETE":
         sim.webhooks.outbox.clear()

@@ -15,6 +15,21 @@ CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105
 REFRESH_TOKEN = "sandbox-refresh-token"  # noqa: S105
 
 
+@dataclass(frozen=True)
+class Installation:
+    """An app installed in a portal: what an OAuth token (and its refresh token) belongs to."""
+
+    client_id: str
+    hub_id: int
+    scopes: tuple[str, ...]
+    user: str = "sandbox-user@example.com"
+    user_id: int = 2_620_001
+
+    @property
+    def hub_domain(self) -> str:
+        return f"portal-{self.hub_id}.sandbox.hubspot.com"
+
+
 @dataclass
 class Token:
     """An access token the simulator accepts."""
@@ -23,6 +38,7 @@ class Token:
     kind: Literal["private_app", "oauth"]
     expires_at: float | None = None  # epoch seconds
     rate_key: str = ""  # whose 10-second budget it spends (per app, not per token)
+    installation: Installation | None = None  # who granted it (OAuth tokens the app was issued)
 
     def __post_init__(self) -> None:
         self.rate_key = self.rate_key or self.value
@@ -43,10 +59,17 @@ class TokenRegistry:
     def add_private_app(self, value: str) -> Token:
         return self.add(Token(value, "private_app"))
 
-    def issue(self, ttl: float, *, rate_key: str, prefix: str = "sandbox-oauth-") -> Token:
+    def issue(
+        self,
+        ttl: float,
+        *,
+        rate_key: str,
+        prefix: str = "sandbox-oauth-",
+        installation: Installation | None = None,
+    ) -> Token:
         """Mint a fresh OAuth access token valid for ``ttl`` seconds."""
         value = prefix + secrets.token_urlsafe(24)
-        return self.add(Token(value, "oauth", time.time() + ttl, rate_key))
+        return self.add(Token(value, "oauth", time.time() + ttl, rate_key, installation))
 
     def get(self, value: str) -> Token | None:
         with self._lock:

@@ -6,8 +6,12 @@
 * ``GET|PUT|DELETE /v1/persons/{id}``, ``POST /v1/persons`` (201), ``GET /v1/persons/search``
   (``term``, ``fields``, ``exact_match``, ``start``, ``limit``).
 * Auth: an API token (``x-api-token`` header or ``api_token`` query parameter) or a bearer access
-  token (``access_tokens``, or issued by ``POST /oauth/token`` for the refresh-token grant with
-  the app's HTTP Basic credentials); otherwise 401.
+  token (``access_tokens``, or issued by ``POST /oauth/token``); otherwise 401.
+* OAuth: ``GET /oauth/authorize`` (``client_id``, ``redirect_uri``, ``state``, and optionally
+  ``code_challenge`` + ``code_challenge_method=S256``) shows a consent page with a company field;
+  its Allow/Deny post back and redirect with ``code`` or ``error=access_denied``.
+  ``POST /oauth/token`` (HTTP Basic app credentials) takes the authorization-code and
+  refresh-token grants; ``GET /v1/users/me`` names the user and the company a token is bound to.
 * ``rate_limit`` requests per ``rate_window`` seconds per token; every answer carries
   ``x-ratelimit-limit/-remaining/-reset`` (seconds), and past the limit 429 with
   ``Retry-After``. ``clock`` is injectable so tests move time instead of waiting.
@@ -19,7 +23,9 @@ Control endpoints (no auth, no limit): ``POST /_sandbox/pipedrive/persons`` (``{
 /_sandbox/pipedrive/persons/{id}``, ``POST /_sandbox/pipedrive/persons/{id}/merge``
 (``{"into": id}``: a ``merged.person`` webhook), ``GET|PUT|PATCH
 /_sandbox/pipedrive/webhooks`` (``url``, ``http_auth_user``, ``http_auth_password``,
-``max_attempts``, ``retry_base_seconds``) with ``stats`` and ``attempts``; plus the shared
+``max_attempts``, ``retry_base_seconds``) with ``stats`` and ``attempts``, ``GET|PATCH
+/_sandbox/pipedrive/oauth`` (``auto_approve``, ``redirect_uris``; answers them with the codes
+issued and every authorize and exchange); plus the shared
 ``/_sandbox/faults`` and ``/_sandbox/requests``.
 """
 
@@ -34,9 +40,10 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,7 +52,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from switchboard.connectors.pipedrive.simulator.store import Refused, Store, as_api
-from switchboard.connectors.pipedrive.simulator.webhooks import Sender, WebhookSettings
+from switchboard.connectors.pipedrive.simulator.webhooks import (
+    COMPANY_ID,
+    HOST,
+    USER_ID,
+    Sender,
+    WebhookSettings,
+)
 from switchboard.sandbox.faults import (
     Faults,
     FaultState,
@@ -53,6 +66,7 @@ from switchboard.sandbox.faults import (
     RequestLog,
     SandboxMiddleware,
 )
+from switchboard.sandbox.oauth import AuthorizationServer, Consent, GrantRefused
 
 API_TOKEN = "pipedrive-sandbox-token"  # noqa: S105 - the sandbox's well-known credentials
 CLIENT_ID = "pipedrive-sandbox-client"
@@ -64,6 +78,18 @@ WEBHOOK_PASSWORD = "pipedrive-sandbox-webhook"  # noqa: S105
 PERSONS = "/v1/persons"
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 SEARCH_FIELDS = {"name", "email", "phone", "notes", "custom_fields"}
+SCOPES = ("base", "contacts:full")
+USER_EMAIL = "sandbox-user@example.com"
+# Token-endpoint messages per refused code exchange: Pipedrive documents all but the
+# client mismatch and the verifier's, which are assumed (docs/providers/pipedrive.md).
+REFUSED = {
+    "unknown_code": "Invalid grant: authorization_code is invalid",
+    "used_code": "Invalid grant: authorization_code is invalid",
+    "expired_code": "Invalid grant: authorization_code has expired",
+    "client_mismatch": "Invalid grant: authorization_code is invalid",
+    "redirect_mismatch": "Invalid request: redirect_uri is invalid",
+    "verifier": "Invalid grant: code_verifier is invalid",
+}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -77,6 +103,27 @@ def error(status: int, message: str, **headers: str) -> JSONResponse:
         "additional_data": None,
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _oauth_error(status: int, error: str, message: str) -> JSONResponse:
+    """An OAuth server error: RFC 6749's ``error`` code and Pipedrive's documented message (the
+    body's shape is assumed)."""
+    return JSONResponse({"success": False, "error": error, "message": message}, status_code=status)
+
+
+def company_domain(company_id: int) -> str:
+    """The company's subdomain (``<domain>.pipedrive.com``): the sandbox's company is the host
+    its webhooks name."""
+    return HOST.split(".")[0] if company_id == COMPANY_ID else f"sandbox-{company_id}"
+
+
+@dataclass(frozen=True)
+class Installation:
+    """An app installed for a company: what an OAuth refresh token belongs to."""
+
+    client_id: str
+    company_id: int
+    scopes: tuple[str, ...]
 
 
 def ok(data: Any, status: int = 200, additional: Any = None) -> JSONResponse:
@@ -99,11 +146,33 @@ class PipedriveSimulator:
         persons: int = 0,
         seed: int = 0,
         clock: Callable[[], float] = time.time,
+        redirect_uris: Collection[str] | None = None,
+        auto_approve: bool = False,
+        code_ttl: float = 300,
+        scopes: tuple[str, ...] = SCOPES,
     ) -> None:
+        """``redirect_uris``, ``auto_approve`` and ``code_ttl`` (seconds; Pipedrive's codes live
+        5 minutes) configure the authorization-code grant (:mod:`switchboard.sandbox.oauth`);
+        ``scopes`` are the app's, which Pipedrive sets in the app's settings, not per request."""
         self.api_tokens = set(api_tokens if api_tokens is not None else {API_TOKEN})
         self.access_tokens = set(access_tokens or ())
+        # The company each OAuth access token is bound to (absent: the sandbox's company).
+        self.token_companies: dict[str, int] = {}
         self.clients = {CLIENT_ID: CLIENT_SECRET}
-        self.refresh_tokens = {REFRESH_TOKEN}
+        self.refresh_tokens = {REFRESH_TOKEN: Installation(CLIENT_ID, COMPANY_ID, scopes)}
+        self.oauth = AuthorizationServer(
+            self.clients,
+            redirect_uris=redirect_uris,
+            auto_approve=auto_approve,
+            code_ttl=code_ttl,
+            clock=clock,
+        )
+        self._consent = Consent(
+            provider="Pipedrive",
+            account_label="Pipedrive company (company id)",
+            default_account=lambda: COMPANY_ID,
+            scopes=lambda _params: scopes,
+        )
         self.rate_limit = rate_limit
         self.rate_window = rate_window
         self.clock = clock
@@ -229,38 +298,106 @@ class PipedriveSimulator:
         }
         return ok({"items": items}, additional={"pagination": pagination})
 
+    async def users_me(self, request: Request) -> Response:
+        """The user behind the token and the company it is bound to (an API token: the
+        sandbox's company; an OAuth token: the company picked on the consent page)."""
+        _, _, bearer = request.headers.get("authorization", "").partition(" ")
+        company_id = self.token_companies.get(bearer.strip(), COMPANY_ID)
+        domain = company_domain(company_id)
+        return ok(
+            {
+                "id": USER_ID,
+                "name": "Sandbox User",
+                "email": USER_EMAIL,
+                "default_currency": "EUR",
+                "locale": "en_US",
+                "lang": 1,
+                "is_admin": 1,
+                "active_flag": True,
+                "is_you": True,
+                "timezone_name": "Europe/Tallinn",
+                "company_id": company_id,
+                "company_name": f"Sandbox company {company_id}",
+                "company_domain": domain,
+                "company_country": "EE",
+            }
+        )
+
+    async def authorize(self, request: Request) -> Response:
+        return await self.oauth.authorize(request, self._consent)
+
     async def token(self, request: Request) -> Response:
-        """The refresh-token grant; the app authenticates with HTTP Basic."""
+        """``POST /oauth/token``: the authorization-code and refresh-token grants; the app
+        authenticates with HTTP Basic. Messages are those Pipedrive documents."""
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         try:
             client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
             client_id = secret = ""
+        if scheme.lower() != "basic" or not client_id:
+            return _oauth_error(
+                401, "invalid_client", "Invalid client: cannot retrieve client credentials"
+            )
         expected = self.clients.get(client_id)
-        if (
-            scheme.lower() != "basic"
-            or expected is None
-            or not hmac.compare_digest(secret, expected)
-        ):
-            return JSONResponse({"success": False, "message": "Invalid client"}, status_code=401)
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("latin-1")).items()}
-        refresh = form.get("refresh_token") or ""
-        if form.get("grant_type") != "refresh_token" or refresh not in self.refresh_tokens:
-            return JSONResponse(
-                {"error": "invalid_grant", "message": "Invalid grant"}, status_code=400
+        if expected is None or not hmac.compare_digest(secret, expected):
+            return _oauth_error(401, "invalid_client", "Invalid client: client is invalid")
+        form = dict(parse_qsl((await request.body()).decode("latin-1"), keep_blank_values=True))
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            return _oauth_error(400, "invalid_request", "Missing parameter: grant_type")
+        if grant_type == "authorization_code":
+            try:
+                grant = self.oauth.redeem(
+                    code=form.get("code", ""),
+                    client_id=client_id,
+                    redirect_uri=form.get("redirect_uri", ""),
+                    verifier=form.get("code_verifier", ""),
+                )
+            except GrantRefused as refused:
+                return _oauth_error(400, "invalid_grant", REFUSED[refused.reason])
+            installation = Installation(client_id, grant.account_id, grant.scopes)
+            refresh = secrets.token_urlsafe(24)
+            self.refresh_tokens[refresh] = installation
+        elif grant_type == "refresh_token":
+            refresh = form.get("refresh_token", "")
+            found = self.refresh_tokens.get(refresh)
+            if found is None or found.client_id != client_id:
+                return _oauth_error(400, "invalid_grant", "Invalid grant: refresh_token is invalid")
+            installation = found
+        else:
+            return _oauth_error(
+                400, "unsupported_grant_type", "Unsupported grant type: grant_type is invalid"
             )
         access = secrets.token_urlsafe(24)
         self.access_tokens.add(access)
+        self.token_companies[access] = installation.company_id
         return JSONResponse(
             {
                 "access_token": access,
                 "token_type": "Bearer",
                 "expires_in": 3599,
                 "refresh_token": refresh,
-                "scope": "base,contacts:full",
+                "scope": ",".join(installation.scopes),
+                # The company's own host in Pipedrive; here, the simulator that serves it.
                 "api_domain": str(request.base_url).rstrip("/"),
             }
         )
+
+    async def control_oauth(self, request: Request) -> Response:
+        try:
+            if request.method == "PATCH":
+                body = await _body(request)
+                auto_approve, uris = body.get("auto_approve"), body.get("redirect_uris")
+                if auto_approve is not None and not isinstance(auto_approve, bool):
+                    raise Refused(400, "auto_approve must be a boolean")
+                if uris is not None and not (
+                    isinstance(uris, list) and all(isinstance(u, str) for u in uris)
+                ):
+                    raise Refused(400, "redirect_uris must be a list of URLs")
+                self.oauth.configure(auto_approve=auto_approve, redirect_uris=uris)
+        except Refused as refused:
+            return error(refused.status, refused.error)
+        return JSONResponse(self.oauth.as_json())
 
     async def control(self, request: Request) -> Response:
         try:
@@ -302,6 +439,9 @@ class PipedriveSimulator:
         control = "/_sandbox/pipedrive/persons"
         routes = [
             Route("/oauth/token", self.token, methods=["POST"]),
+            Route("/oauth/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/v1/users/me", self._api(self.users_me), methods=["GET"]),
+            Route("/_sandbox/pipedrive/oauth", self.control_oauth, methods=["GET", "PATCH"]),
             Route(PERSONS, self._api(self.list_persons), methods=["GET"]),
             Route(PERSONS, self._api(self.create_person), methods=["POST"]),
             Route(PERSONS + "/search", self._api(self.search_persons), methods=["GET"]),
