@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,45 @@ async def when_free(run: Callable[[], Awaitable[Any]], timeout: float = 30.0) ->
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+class _NoLifespan:
+    """Serve an app whose lifespan the test already runs (uvicorn would run it a second time)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        await self.app(scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def serve_in_loop(app: Any) -> AsyncIterator[str]:
+    """The app under test on a real loopback port, served in the test's own event loop (the
+    app's database handles belong to it): its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _NoLifespan(app), host="127.0.0.1", port=0, log_config=None, access_log=False
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or task.done():
+            raise RuntimeError("hub server did not start")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

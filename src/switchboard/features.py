@@ -34,6 +34,7 @@ ReadinessCheck = Callable[[], Awaitable[tuple[Any, str | None]]]
 def routers() -> list[APIRouter]:
     from switchboard.changes.endpoints import router as changes
     from switchboard.changes.endpoints import subs_router as event_subscriptions
+    from switchboard.connections.endpoints import connect_router as connect
     from switchboard.connections.endpoints import integrations_router as integrations
     from switchboard.connections.endpoints import router as connections
     from switchboard.console.endpoints import router as console
@@ -50,7 +51,7 @@ def routers() -> list[APIRouter]:
     # The hottest routes first: routers are tried in order, and each one passed costs about
     # 5 us a request (measured on FastAPI 0.165): /search, then the write paths under load.
     hot = [events, users, webhooks, tasks, contacts, connections, syncs, jobs, reports, console]
-    hot += [changes, event_subscriptions, integrations]
+    hot += [changes, event_subscriptions, integrations, connect]
     return [*hot, proxy]  # rarely hot, and it would take any path under /proxy
 
 

@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     )
 
     # Outbound HTTP (switchboard.http).
+    public_url: str | None = Field(
+        None,
+        description="The hub's address as browsers reach it (connect links and the OAuth "
+        "callback); default: the address each request came to.",
+    )
     connections_poll_interval: float = Field(
         1.0,
         gt=0,

@@ -4,14 +4,11 @@ simulators' webhooks."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from switchboard.config import Config, HubConfig, Settings
 from switchboard.connectors.hubspot.simulator import HubSpotSimulator
@@ -20,7 +17,7 @@ from switchboard.http import Outbound
 from switchboard.sandbox import AcmeSimulator, Sandbox, zero_config
 from switchboard.syncs import service as syncs
 from switchboard.syncs.registry import SyncResult
-from tests.support import API_KEY, Backend, make_settings, when_free
+from tests.support import API_KEY, Backend, make_settings, serve_in_loop, when_free
 
 
 @pytest.fixture
@@ -88,42 +85,11 @@ def sync_now(config: Config, db: Database, outbound: Outbound) -> SyncNow:
     return run
 
 
-class _NoLifespan:
-    """Serve an app whose lifespan the test already runs (uvicorn would run it a second time)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 async def hub_url(app: Any) -> AsyncIterator[str]:
-    """The app under test on a real loopback port (webhook senders need one), served in the
-    test's own event loop: the app's database handles belong to it."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            _NoLifespan(app), host="127.0.0.1", port=0, log_config=None, access_log=False
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or task.done():
-            raise RuntimeError("hub server did not start")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
+    """The app under test on a real loopback port (webhook senders need one)."""
+    async with serve_in_loop(app) as url:
+        yield url
 
 
 async def all_contacts(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:

@@ -7,13 +7,17 @@ a catalog version bump; this process reloads at once, the others within
 
 from __future__ import annotations
 
+from html import escape
 from typing import Annotated
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config
-from switchboard.connections import service
+from switchboard.connections import connect, service
 from switchboard.connections.catalog import STATUSES, Entry, masked_settings
 from switchboard.connections.schemas import (
     ConnectionCreate,
@@ -21,13 +25,23 @@ from switchboard.connections.schemas import (
     ConnectionList,
     ConnectionOut,
     ConnectionPatch,
+    ConnectSessionIn,
+    ConnectSessionOut,
     IntegrationIn,
     IntegrationList,
     IntegrationOut,
 )
 from switchboard.connections.store import watcher_for
 from switchboard.credentials import load_secret_box
-from switchboard.deps import Authenticated, ConnectionName, CurrentConfig, DbSession, get_db
+from switchboard.deps import (
+    Authenticated,
+    ConnectionName,
+    CurrentConfig,
+    DbSession,
+    get_db,
+    resolve_entry,
+)
+from switchboard.errors import Unprocessable
 from switchboard.http import Outbound
 from switchboard.models import Integration
 from switchboard.openapi import ERRORS
@@ -169,3 +183,118 @@ async def put_integration(
         response.status_code = 200
     await _reloaded(request, config)
     return out
+
+
+# --- the connect flow --------------------------------------------------------------------------
+
+connect_router = APIRouter(tags=["connect"])
+
+
+def _base_url(request: Request, config: Config) -> str:
+    """Where browsers reach this hub: ``SWITCHBOARD_PUBLIC_URL`` behind a proxy, else the
+    address the request came to."""
+    return (config.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+@connect_router.post(
+    "/connect/sessions",
+    status_code=201,
+    response_model=ConnectSessionOut,
+    responses=ERRORS(401, 404, 422),
+    dependencies=Authenticated,
+)
+async def create_connect_session(
+    body: ConnectSessionIn, request: Request, config: CurrentConfig
+) -> ConnectSessionOut:
+    """A single-use link (valid 30 minutes) that lets an end user connect their account to an
+    OAuth integration — or, with ``connection``, re-authorise that connection."""
+    integ = connect.oauth_integration(config.catalog.integrations, body.integration)
+    connect.check_return_url(body.return_url)
+    target = None
+    if body.connection is not None:
+        entry = resolve_entry(config, body.connection)
+        if entry.integration != integ.name:
+            raise Unprocessable(
+                f"Connection {body.connection!r} is not of integration {integ.name!r}",
+                loc=("body", "connection"),
+            )
+        target = entry.id
+    async with get_db(request).session() as session:
+        token, row = await connect.new_session(
+            session,
+            integration=integ.name,
+            end_user=body.end_user,
+            tags=body.tags,
+            return_url=body.return_url,
+            connection=target,
+        )
+    return ConnectSessionOut(
+        token=token, url=f"{_base_url(request, config)}/connect/{token}", expires_at=row.expires_at
+    )
+
+
+def _page(status: int, title: str, message: str) -> HTMLResponse:
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<title>{escape(title)} · Switchboard</title>"
+        "<body style='font-family:system-ui;max-width:36rem;margin:4rem auto'>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@connect_router.get(
+    "/connect/{token}",
+    response_class=HTMLResponse,
+    responses={302: {"description": "To the provider's authorize page"}, 404: {}, 410: {}},
+)
+async def open_connect_link(
+    token: Annotated[str, PathParam(max_length=200)], request: Request, config: CurrentConfig
+) -> Response:
+    """Open a connect link: on to the provider's consent page (single use)."""
+    callback = _base_url(request, config) + connect.CALLBACK_PATH
+    try:
+        url = await connect.start(
+            get_db(request),
+            load_secret_box(config.settings),
+            config.catalog.integrations,
+            token,
+            callback,
+        )
+    except connect.FlowError as exc:
+        return _page(exc.status, exc.title, exc.message)
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@connect_router.get(
+    connect.CALLBACK_PATH,
+    response_class=HTMLResponse,
+    responses={302: {"description": "To the connect session's return_url"}, 400: {}, 502: {}},
+)
+async def oauth_callback(request: Request, config: CurrentConfig) -> Response:
+    """Where the provider sends the browser back: the code is exchanged, the connection made
+    or re-authorised, and the browser sent to the ``return_url``."""
+    params = {k: v[:4000] for k, v in request.query_params.items()}
+    outbound: Outbound = request.app.state.outbound
+    http = outbound.plain_client("connect", timeout=15.0, connections=10)
+    try:
+        done = await connect.finish(
+            get_db(request),
+            load_secret_box(config.settings),
+            config.catalog.integrations,
+            http,
+            params,
+        )
+    except connect.FlowError as exc:
+        return _page(exc.status, exc.title, exc.message)
+    await _reloaded(request, config)
+    if done.return_url is None:
+        verb = "connected" if done.outcome == "connected" else "re-authorised"
+        return _page(
+            200, "Connected", f"Connection {done.alias} is {verb}. You can close this page."
+        )
+    parts = urlsplit(done.return_url)
+    extra = urlencode({"connection": done.connection, "outcome": done.outcome})
+    query = "&".join(p for p in (parts.query, extra) if p)
+    target = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})

@@ -195,3 +195,23 @@ class IntegrationOut(BaseModel):
 
 class IntegrationList(BaseModel):
     items: list[IntegrationOut]
+
+
+class ConnectSessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    integration: str = Field(max_length=100)
+    end_user: EndUserIO = Field(default_factory=EndUserIO)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    return_url: str | None = Field(
+        None, max_length=2000, description="Where the browser goes when it is done."
+    )
+    connection: str | None = Field(
+        None, max_length=100, description="Re-authorise this connection (id or alias)."
+    )
+
+
+class ConnectSessionOut(BaseModel):
+    token: str = Field(description="Single use; shown once.")
+    url: str = Field(description="Send the end user's browser here.")
+    expires_at: datetime

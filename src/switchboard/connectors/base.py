@@ -6,18 +6,22 @@ parts; none of them names a provider."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from switchboard.settings import ConnectionSettings
 
 if TYPE_CHECKING:
+    import httpx
+
     from switchboard.connectors.crm import CrmContacts
     from switchboard.http import ConnectionClient
     from switchboard.http._budget import RateLimitReader
     from switchboard.syncs.registry import Syncer
     from switchboard.webhooks.receivers import Receiver
+
+    AccountOf = Callable[[httpx.AsyncClient, str, dict[str, Any]], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,13 @@ class OAuthEndpoints:
     client_auth: Literal["body", "basic"] = "body"
     """How the token endpoint takes the app's credentials: form fields, or HTTP Basic."""
     authorize_url: str | None = None
-    """Where a user grants access (the authorization-code flow; not used by the hub yet)."""
+    """Where a user grants access (the authorization-code flow of ``/connect``)."""
     scopes: tuple[str, ...] = ()
     """The scopes the hub's calls need."""
+    account: AccountOf | None = None
+    """Which account a fresh grant connected (a HubSpot portal id), given an HTTP client, the
+    API base URL and the token endpoint's answer: it routes provider-level webhooks and tells
+    a re-authorisation from a new connection."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from switchboard.connectors.hubspot.simulator import (
+    CLIENT_ID,
     CLIENT_SECRET,
     PRIVATE_APP_TOKEN,
     HubSpotSimulator,
@@ -298,7 +299,26 @@ def zero_config(urls: Mapping[str, str]) -> dict[str, Any]:
             "webhook_user": pipedrive_mod.WEBHOOK_USER,
             "webhook_password": pipedrive_mod.WEBHOOK_PASSWORD,
         }
-    data: dict[str, Any] = {"connections": connections}
+    # The simulators' OAuth apps: the connect flow (POST /connect/sessions) runs offline.
+    integrations: dict[str, Any] = {}
+    if "hubspot" in urls:
+        integrations["hubspot-app"] = {
+            "provider": "hubspot",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "base_url": urls["hubspot"],
+            "authorize_url": urls["hubspot"] + "/oauth/authorize",
+        }
+    if "pipedrive" in urls:
+        integrations["pipedrive-app"] = {
+            "provider": "pipedrive",
+            "client_id": pipedrive_mod.CLIENT_ID,
+            "client_secret": pipedrive_mod.CLIENT_SECRET,
+            "base_url": urls["pipedrive"],
+            "authorize_url": urls["pipedrive"] + "/oauth/authorize",
+            "token_url": urls["pipedrive"] + "/oauth/token",
+        }
+    data: dict[str, Any] = {"connections": connections, "integrations": integrations}
     if "hubspot" in connections:
         data["contacts"] = {"default_connection": "hubspot"}
         data["users"] = {"crm_connection": "hubspot"}

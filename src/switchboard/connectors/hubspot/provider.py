@@ -7,6 +7,7 @@ from typing import Any
 from switchboard.connectors.base import OAuthEndpoints, Provider
 from switchboard.connectors.hubspot import sync, webhooks
 from switchboard.connectors.hubspot.contacts import HubSpotContacts
+from switchboard.connectors.hubspot.oauth import portal_of
 from switchboard.connectors.hubspot.ratelimit import read_headers
 from switchboard.connectors.hubspot.settings import HubSpotConnection
 from switchboard.contacts.sync import summary
@@ -30,5 +31,6 @@ PROVIDER = Provider(
         token_path="/oauth/v1/token",  # noqa: S106 - an endpoint, not a secret
         authorize_url="https://app.hubspot.com/oauth/authorize",
         scopes=("crm.objects.contacts.read", "crm.objects.contacts.write"),
+        account=portal_of,
     ),
 )

@@ -7,7 +7,25 @@ company's own API host, which is the connection's ``base_url`` for apps installe
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+
 AUTHORIZE_URL = "https://oauth.pipedrive.com/oauth/authorize"
 TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"  # noqa: S105 - an endpoint, not a secret
 SCOPES = ("contacts:full",)
 """Persons read and written: Pipedrive's ``contacts:full`` scope (``contacts:read`` reads only)."""
+
+
+async def company_of(http: httpx.AsyncClient, base_url: str, token: dict[str, Any]) -> str | None:
+    """The company a fresh grant connected: ``GET /v1/users/me`` on the company's API host
+    (``api_domain`` of the token answer, else the connection's base URL)."""
+    host = str(token.get("api_domain") or base_url).rstrip("/")
+    response = await http.get(
+        f"{host}/v1/users/me", headers={"Authorization": f"Bearer {token.get('access_token')}"}
+    )
+    if response.status_code != 200:
+        return None
+    data = response.json().get("data") or {}
+    company = data.get("company_id")
+    return str(company) if company is not None else None

@@ -33,5 +33,6 @@ PROVIDER = Provider(
         authorize_url=oauth.AUTHORIZE_URL,
         scopes=oauth.SCOPES,
         client_auth="basic",
+        account=oauth.company_of,
     ),
 )
