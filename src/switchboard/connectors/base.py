@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from switchboard.http import ConnectionClient
     from switchboard.http._budget import RateLimitReader
     from switchboard.syncs.registry import Syncer
-    from switchboard.webhooks.receivers import Receiver
+    from switchboard.webhooks.receivers import AppReceiver, Receiver
 
     AccountOf = Callable[[httpx.AsyncClient, str, dict[str, Any]], Awaitable[str | None]]
 
@@ -56,6 +56,9 @@ class Provider:
     """How its connections pull data into the hub (None: they do not sync)."""
     receiver: Receiver | None = None
     """``POST /webhooks/{connection}`` for its connections: signature check, event parsing."""
+    app_receiver: AppReceiver | None = None
+    """``POST /webhooks/providers/{kind}``: one endpoint for an app's deliveries about every
+    account, routed to the connections by account (None: per-connection endpoints only)."""
     rate_limit_headers: Callable[[Any], RateLimitReader] | None = None
     """The reader of a connection's rate-limit headers for the budget, given the connection's
     settings (None: the standard ``X-RateLimit-*``)."""

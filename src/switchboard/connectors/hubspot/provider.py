@@ -26,6 +26,7 @@ PROVIDER = Provider(
     crm=_contacts,
     syncer=Syncer(stream="contacts", run=sync.sync, interval=sync.interval, summary=summary),
     receiver=webhooks.receive,
+    app_receiver=webhooks.receive_for_app,
     rate_limit_headers=lambda _conn: read_headers,
     oauth=OAuthEndpoints(
         token_path="/oauth/v1/token",  # noqa: S106 - an endpoint, not a secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,11 @@ from switchboard.contacts.webhooks import MAX_MS, Event, apply, bounded_id, pars
 from switchboard.db import Database
 from switchboard.errors import BadRequest
 from switchboard.parsing import ascii_int, same_signature
+from switchboard.webhooks import service as deliveries
 
 if TYPE_CHECKING:
     from switchboard.config import Config, Connection
+    from switchboard.webhooks.receivers import AppConnections
 
 MAX_AGE_MS = 5 * 60 * 1000
 """Reject a request whose timestamp is older than 5 minutes (replays)."""
@@ -82,24 +85,70 @@ def hubspot_events(body: bytes) -> list[Event]:
     return events
 
 
+async def _verified(
+    request: Request, name: str, body: bytes, secrets: list[SecretStr], db: Database
+) -> int:
+    """Check signature v3 against each candidate secret; the index of the one that signed
+    (the app, for the provider-level endpoint)."""
+    signature = request.headers.get("x-hubspot-signature-v3")
+    timestamp = request.headers.get("x-hubspot-request-timestamp", "")
+    at_ms = ascii_int(timestamp)
+    if not signature or at_ms is None:
+        raise await reject(db, request, name, body, "Missing X-HubSpot-Signature-v3 or timestamp")
+    if abs(time.time() * 1000 - at_ms) > MAX_AGE_MS:
+        raise await reject(db, request, name, body, "Stale X-HubSpot-Request-Timestamp")
+    # The signed URI is the URL as HubSpot called it: scheme, host, path and query.
+    uri = str(request.url)
+    matches = [
+        hubspot_v3_valid(secret, "POST", uri, body, timestamp, signature) for secret in secrets
+    ]  # every one compared, so the time taken does not tell which matched
+    if not any(matches):
+        raise await reject(db, request, name, body, "Invalid X-HubSpot-Signature-v3")
+    return matches.index(True)
+
+
 async def receive(
     request: Request, name: str, conn: Connection, db: Database, config: Config
 ) -> Response:
     assert isinstance(conn, HubSpotConnection)
     body = await request.body()
     if conn.webhook_secret is not None:
-        signature = request.headers.get("x-hubspot-signature-v3")
-        timestamp = request.headers.get("x-hubspot-request-timestamp", "")
-        at_ms = ascii_int(timestamp)
-        if not signature or at_ms is None:
-            raise await reject(
-                db, request, name, body, "Missing X-HubSpot-Signature-v3 or timestamp"
-            )
-        if abs(time.time() * 1000 - at_ms) > MAX_AGE_MS:
-            raise await reject(db, request, name, body, "Stale X-HubSpot-Request-Timestamp")
-        # The signed URI is the URL as HubSpot called it: scheme, host, path and query.
-        uri = str(request.url)
-        if not hubspot_v3_valid(conn.webhook_secret, "POST", uri, body, timestamp, signature):
-            raise await reject(db, request, name, body, "Invalid X-HubSpot-Signature-v3")
+        await _verified(request, name, body, [conn.webhook_secret], db)
     await apply(db, name, hubspot_events(body))
+    return Response(status_code=200)
+
+
+async def receive_for_app(
+    request: Request, apps: list[AppConnections], db: Database, config: Config
+) -> Response:
+    """``POST /webhooks/providers/hubspot``: one endpoint for a HubSpot app's webhooks, whatever
+    the portal. The signature (the app's secret) says which app sent the batch; each event goes
+    to that app's connections of its ``portalId``. Events of a portal no connection has are
+    logged as unrouted and acknowledged (HubSpot would retry them for a day for nothing)."""
+    body = await request.body()
+    name = "providers:hubspot"
+    signed = [app for app in apps if app.secret is not None]
+    if not signed:
+        raise await reject(db, request, name, body, "No HubSpot integration has a webhook secret")
+    app = signed[await _verified(request, name, body, [a.secret for a in signed if a.secret], db)]
+    by_portal: dict[str, list[Event]] = {}
+    for event in hubspot_events(body):
+        portal = event.raw.get("portalId") if isinstance(event.raw, dict) else None
+        by_portal.setdefault(str(portal), []).append(event)
+    unrouted = 0
+    for portal, events in by_portal.items():
+        targets = app.connections.get(portal, [])
+        if not targets:
+            unrouted += len(events)
+            await deliveries.record_rejected(
+                db,
+                request,
+                connection=name,
+                body=json.dumps([e.raw for e in events]).encode(),
+                outcome="unrouted",
+                response=f"no connection of integration {app.integration!r} has portal {portal}",
+                status_code=200,
+            )
+        for target in targets:
+            await apply(db, target, events)
     return Response(status_code=200)
