@@ -161,7 +161,7 @@ class Registration(Strict):
     connection is registered (its immutable ``id``, by default its name, so renaming the entry
     while keeping ``id`` keeps every public contact id)."""
 
-    id: str | None = Field(None, pattern=NAME.pattern)
+    id: str | None = Field(None, pattern=f"^{NAME.pattern}$")
     integration: str | None = None
     account: str | None = None
     end_user: EndUserSettings | None = None

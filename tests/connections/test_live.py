@@ -165,3 +165,24 @@ async def _slot_passes() -> None:
     import asyncio
 
     await asyncio.sleep(1.05)  # a 1 s schedule's next slot (what "nothing fired" is checked over)
+
+
+async def test_a_user_propagates_to_the_crm_connection_it_names(
+    client: httpx.AsyncClient, portals: dict[str, tuple[HubSpotSimulator, str]]
+) -> None:
+    await client.post("/integrations", json={"name": "hs", "provider": "hubspot"})
+    await make(client, "crm-a", portals["a"][1])
+    b = await make(client, "crm-b", portals["b"][1])
+    r = await client.patch(
+        "/users/u-1", json={"email": "moved@example.com", "crmConnection": "crm-b"}
+    )
+    assert r.status_code == 200 and r.json()["crmConnection"] == b
+
+    async def propagated() -> bool:
+        user = (await client.get("/users/u-1")).json()
+        return bool(user["sync"]["state"] == "synced")
+
+    await eventually(propagated, timeout=30)
+    in_b = {c.properties.get("email") for c in portals["b"][0].store.active()}
+    in_a = {c.properties.get("email") for c in portals["a"][0].store.active()}
+    assert "moved@example.com" in in_b and "moved@example.com" not in in_a

@@ -54,7 +54,7 @@ class EndUserIO(BaseModel):
 
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Name = Annotated[str, StringConstraints(pattern=NAME.pattern)]
+Name = Annotated[str, StringConstraints(pattern=f"^{NAME.pattern}$")]
 
 
 class ConnectionOut(BaseModel):

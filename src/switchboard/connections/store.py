@@ -74,6 +74,15 @@ def unseal(box: SecretBox, value: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _unseal_or_none(box: SecretBox, value: str | None) -> dict[str, Any] | None:
+    """What a file-managed row holds, or None when no key decrypts it (the secret key was
+    replaced without ``credentials rekey``: the file's values are stored again)."""
+    try:
+        return unseal(box, value)
+    except SecretKeyError:
+        return None
+
+
 def integration_entry(row: Integration, box: SecretBox) -> IntegrationEntry:
     return IntegrationEntry(
         name=row.name,
@@ -165,7 +174,7 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
             elif (
                 irow.provider,
                 irow.settings,
-                unseal(box, irow.secrets),
+                _unseal_or_none(box, irow.secrets),
                 irow.file_managed,
             ) != (spec.provider, public, secrets, True):
                 irow.provider, irow.settings, irow.file_managed = spec.provider, public, True
@@ -213,7 +222,8 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
                 changed = True
                 continue
             same = all(getattr(row, k) == v for k, v in values.items())
-            if same and unseal(box, row.config) == raw and row.status_reason != REMOVED_FROM_FILE:
+            stored = _unseal_or_none(box, row.config)
+            if same and stored == raw and row.status_reason != REMOVED_FROM_FILE:
                 continue
             for key, value in values.items():
                 setattr(row, key, value)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.credentials._crypto import SecretBox
 from switchboard.db import utcnow
-from switchboard.models import Credential
+from switchboard.models import ConnectionRow, Credential, Integration
 from switchboard.settings import OAuth2Auth
 
 if TYPE_CHECKING:
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 async def rekey(session: AsyncSession, box: SecretBox, config: Config) -> int:
     """Rewrite every ``credentials`` row under ``box``'s current key (its tokens and the
-    fingerprint of the configured refresh token); returns the rows rewritten.
+    fingerprint of the configured refresh token), and every stored connection's settings and
+    integration's secrets; returns the rows rewritten.
 
     Run with the new key in ``SWITCHBOARD_SECRET_KEY`` and the old one in
     ``SWITCHBOARD_SECRET_KEY_PREVIOUS``; afterwards the old key can go. A row that no key
@@ -35,4 +36,12 @@ async def rekey(session: AsyncSession, box: SecretBox, config: Config) -> int:
             if row.config_fingerprint in box.fingerprints(configured):
                 row.config_fingerprint = box.fingerprint(configured)
         row.updated_at = utcnow()
-    return len(rows)
+    # Connections' settings (their credentials) and integrations' app secrets.
+    connections = (await session.scalars(select(ConnectionRow).with_for_update())).all()
+    for connection in connections:
+        connection.config = box.rotate(connection.config)
+    integrations = (await session.scalars(select(Integration).with_for_update())).all()
+    for integration in integrations:
+        if integration.secrets:
+            integration.secrets = box.rotate(integration.secrets)
+    return len(rows) + len(connections) + len(integrations)
