@@ -286,3 +286,22 @@ async def test_a_user_names_its_crm_connection(client: httpx.AsyncClient, db: Da
 async def test_without_an_api_key_nothing_is_listed(client: httpx.AsyncClient) -> None:
     r = await client.get("/connections", headers={"X-API-Key": API_KEY + "x"})
     assert r.status_code == 401
+
+
+async def test_connection_changes_are_change_events(client: httpx.AsyncClient) -> None:
+    await integration(client)
+    cid = await connect(client, "evented", end_user={"id": "u-3"})
+    await client.patch(f"/connections/{cid}", json={"tags": ["x"], "status": "paused"})
+    await client.delete(f"/connections/{cid}")
+    r = await client.get("/changes", params={"type": "connection.*"})
+    assert r.status_code == 200, r.text
+    events = [(e["type"], e["subject"], e["data"]["changed"]) for e in r.json()["items"]]
+    assert events[0] == ("connection.created", "connection:filed", [])  # stored from the file
+    assert events[1:] == [
+        ("connection.created", f"connection:{cid}", []),
+        ("connection.updated", f"connection:{cid}", ["tags", "status"]),
+        ("connection.deleted", f"connection:{cid}", []),
+    ]
+    created = r.json()["items"][1]["data"]["connection"]
+    assert created["alias"] == "evented" and created["end_user"]["id"] == "u-3"
+    assert "auth" not in str(created) and "pat-secret-123" not in r.text

@@ -20,7 +20,7 @@ from switchboard.connectors.pipedrive.simulator import PipedriveSimulator
 from switchboard.db import Database, utcnow
 from switchboard.models import ConnectSession, Credential, OAuthAttempt
 from tests.console.test_e2e import CHROMIUM, CHROMIUM_ARGS, _require_browser
-from tests.support import serve_in_loop
+from tests.support import eventually, serve_in_loop
 
 RETURN = "https://product.example/connected?step=2"
 
@@ -317,3 +317,34 @@ def _landing_app() -> Any:
         return PlainTextResponse("connected")
 
     return Starlette(routes=[Route("/done", done)])
+
+
+async def test_a_refused_refresh_token_flags_the_connection_until_reauthorised(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        "/connections",
+        json={
+            "integration": "hs",
+            "name": "stale",
+            "account": "62515",
+            "end_user": {"id": "u-7"},
+            "auth": {"type": "oauth2", "refresh_token": "revoked-long-ago"},
+        },
+    )
+    cid = r.json()["id"]
+    r = await client.get(f"/proxy/{cid}/crm/v3/objects/contacts")
+    assert r.status_code in (401, 502, 503), r.text
+
+    async def flagged() -> bool:  # every process sees it at its next catalog check
+        listed = (await client.get("/connections", params={"status": "needs_reauth"})).json()
+        return [i["id"] for i in listed["items"]] == [cid]
+
+    await eventually(flagged)
+    events = (await client.get("/changes", params={"type": "connection.needs_reauth"})).json()
+    assert [e["subject"] for e in events["items"]] == [f"connection:{cid}"]
+    # The end user re-authorises it from a link made for it.
+    back = query((await run_flow(client, browser, connection="stale")).headers["location"])
+    assert back["outcome"] == "reauthorised" and back["connection"] == cid
+    assert (await client.get(f"/connections/{cid}")).json()["status"] == "ok"
+    assert (await client.get(f"/proxy/{cid}/crm/v3/objects/contacts")).status_code == 200

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from switchboard.config import ConfigError, Settings, load_config
-from switchboard.connections import store
+from switchboard.connections import store, versions
 from switchboard.credentials import load_secret_box
 from switchboard.db import Database
 from switchboard.events.versions import current_version
@@ -23,7 +23,7 @@ def write(settings: Settings, text: str) -> Settings:
 
 async def version(db: Database) -> int:
     async with db.read_session() as session:
-        return await current_version(session, store.STORE)
+        return await current_version(session, versions.STORE)
 
 
 async def rows(db: Database) -> dict[str, ConnectionRow]:

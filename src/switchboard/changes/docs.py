@@ -53,7 +53,16 @@ class SubscriptionData(BaseModel):
     reason: str
 
 
+class ConnectionData(BaseModel):
+    connection: dict[str, Any] = Field(
+        description="`id`, `alias`, `kind`, `integration`, `account`, `end_user`, `tags`, "
+        "`status`, `status_reason` (never its settings or credentials)."
+    )
+    changed: list[str] = Field(description="What changed (`connection.updated`).")
+
+
 _DATA: dict[str, type[BaseModel]] = {
+    "connection": ConnectionData,
     "contact": ContactData,
     "user": UserSyncData,
     "task": TaskData,

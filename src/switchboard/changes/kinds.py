@@ -8,7 +8,7 @@ from the TODO webhook's state machine, plans from the feed's ingest, sync runs f
 
 Subjects (what per-object order is kept by): ``contact:<hub id>``, ``user:<id>``,
 ``task:<connection>:<task id>``, ``event_plan:<plan id>``, ``sync:<connection>``,
-``report:tasks``, ``event_subscription:<id>``.
+``report:tasks``, ``event_subscription:<id>``, ``connection:<id>``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,40 @@ TYPES: dict[str, str] = {
     "event_plan.updated": "A feed plan's content changed, or it came back to the feed.",
     "event_plan.removed": "A plan left its feed (its last values are kept).",
     "event_subscription.disabled": "A subscription was disabled (410, or failing for days).",
+    "connection.created": "A connection was added (API, connect flow or connections file).",
+    "connection.updated": "A connection's alias, end user, tags, settings, credentials or "
+    "status changed (`changed` names them; `paused`/`ok` in `status`).",
+    "connection.reauthorised": "An end user re-authorised a connection through a connect link.",
+    "connection.needs_reauth": "The provider refused a connection's refresh token: it needs "
+    "its end user to re-authorise it (a connect link with `connection`).",
+    "connection.deleted": "A connection was deleted.",
 }
 """Every event type and what it means (documented in the OpenAPI ``webhooks`` section)."""
+
+
+async def connection_event(
+    session: AsyncSession, type: str, row: Any, changed: Sequence[str] = ()
+) -> None:
+    """A connection's change (``row``: its ``connections`` row as the change leaves it)."""
+    data = {
+        "connection": {
+            "id": row.id,
+            "alias": row.alias,
+            "kind": row.kind,
+            "integration": row.integration,
+            "account": row.account,
+            "end_user": {
+                "id": row.end_user_id,
+                "email": row.end_user_email,
+                "organisation": row.end_user_organisation,
+            },
+            "tags": list(row.tags or ()),
+            "status": row.status,
+            "status_reason": row.status_reason,
+        },
+        "changed": list(changed),
+    }
+    await emit(session, type, f"connection:{row.id}", data, connection=row.id)
 
 
 def _iso(value: datetime | None) -> str | None:

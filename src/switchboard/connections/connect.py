@@ -31,10 +31,12 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.changes.kinds import connection_event
 from switchboard.connections.catalog import BY_KIND, IntegrationEntry
 from switchboard.connections.schemas import ConnectionCreate, EndUserIO
 from switchboard.connections.service import create
-from switchboard.connections.store import bump, seal, unseal
+from switchboard.connections.store import seal, unseal
+from switchboard.connections.versions import bump
 from switchboard.credentials import SecretBox
 from switchboard.db import Database, utcnow
 from switchboard.errors import Unprocessable
@@ -357,6 +359,7 @@ async def _store(
             .values(needs_reauth=False, reauth_reason=None)
         )
         await bump(session)
+        await connection_event(session, "connection.reauthorised", existing)
         return Connected(existing.id, existing.alias, "reauthorised", connect.return_url)
     alias = await _free_alias(session, f"{integ.name}-{account or secrets.token_hex(3)}")
     row = await create(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.changes.kinds import connection_event
 from switchboard.connections.catalog import (
     BY_KIND,
     EndUser,
@@ -29,7 +30,8 @@ from switchboard.connections.schemas import (
     IntegrationIn,
     IntegrationOut,
 )
-from switchboard.connections.store import bump, integration_entry, seal, unseal
+from switchboard.connections.store import integration_entry, seal, unseal
+from switchboard.connections.versions import bump
 from switchboard.credentials import SecretBox
 from switchboard.db import json_text, utcnow
 from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -199,6 +201,7 @@ async def create(
     session.add(row)
     await session.flush()
     await bump(session)
+    await connection_event(session, "connection.created", row)
     return row
 
 
@@ -216,6 +219,11 @@ async def patch(
 ) -> ConnectionRow:
     row = await editable(session, connection_id)
     given = body.model_fields_set
+    changed = [
+        f
+        for f in ("name", "end_user", "tags", "account", "status", "settings", "auth")
+        if f in given
+    ]
     if body.name is not None and body.name != row.alias:
         await _alias_free(session, body.name, but=row.id)
         row.alias = body.name
@@ -254,6 +262,7 @@ async def patch(
             row.status, row.status_reason = "ok", None
     row.updated_at = utcnow()
     await bump(session)
+    await connection_event(session, "connection.updated", row, changed)
     return row
 
 
@@ -290,6 +299,7 @@ async def remove(session: AsyncSession, connection_id: str, *, keep_data: bool) 
             await gone(name, delete(model).where(model.connection == row.id))
         if counts["event_plans"]:
             await bump_version(session)  # what /search shows changed
+    await connection_event(session, "connection.deleted", row)
     await session.delete(row)
     await bump(session)
     return {k: v for k, v in counts.items() if v}

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from switchboard.changes.kinds import connection_event
 from switchboard.connections.catalog import (
     EndUser,
     Entry,
@@ -30,9 +31,10 @@ from switchboard.connections.catalog import (
     revealed,
     validate,
 )
+from switchboard.connections.versions import CHANNEL, STORE, bump
 from switchboard.credentials import SecretBox, SecretKeyError, load_secret_box
 from switchboard.db import Database, utcnow
-from switchboard.events.versions import bump_version, current_version
+from switchboard.events.versions import current_version
 from switchboard.models import ConnectionRow, Integration
 
 if TYPE_CHECKING:
@@ -40,27 +42,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("switchboard.connections")
 
-STORE = "connections"
-"""The ``store_versions`` row every change of a connection or an integration bumps."""
-
 REMOVED_FROM_FILE = "no longer in the connections file"
-
-
-CHANNEL = "switchboard_connections_"
-"""PostgreSQL ``NOTIFY`` channel prefix; the schema's name completes it (so hubs sharing a
-server in different schemas do not wake each other)."""
-
-
-async def bump(session: AsyncSession) -> int:
-    """Mark the catalog changed, in the caller's transaction (every process reloads; on
-    PostgreSQL a ``NOTIFY``, delivered at commit, wakes them at once)."""
-    version = await bump_version(session, STORE)
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:prefix || current_schema(), :version)"),
-            {"prefix": CHANNEL, "version": str(version)},
-        )
-    return version
 
 
 def seal(box: SecretBox, value: Mapping[str, Any]) -> str:
@@ -182,6 +164,7 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
                 irow.updated_at = now
                 changed = True
         in_file = {e.id for e in config.catalog.entries() if e.file_managed}
+        events: list[tuple[str, ConnectionRow, list[str]]] = []
         rows = {r.id: r for r in (await session.scalars(select(ConnectionRow))).all()}
         for entry in config.catalog.entries():
             if not entry.file_managed:
@@ -208,37 +191,46 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
             }
             row = rows.get(entry.id)
             if row is None:
-                session.add(
-                    ConnectionRow(
-                        id=entry.id,
-                        config=seal(box, raw),
-                        status="ok",
-                        status_reason=None,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
+                row = ConnectionRow(
+                    id=entry.id,
+                    config=seal(box, raw),
+                    status="ok",
+                    status_reason=None,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
                 )
+                session.add(row)
+                events.append(("connection.created", row, []))
                 changed = True
                 continue
             same = all(getattr(row, k) == v for k, v in values.items())
             stored = _unseal_or_none(box, row.config)
             if same and stored == raw and row.status_reason != REMOVED_FROM_FILE:
                 continue
+            fields = [k for k, v in values.items() if getattr(row, k) != v]
+            if stored != raw:
+                fields.append("settings")
             for key, value in values.items():
                 setattr(row, key, value)
             row.config = seal(box, raw)
             if row.status_reason == REMOVED_FROM_FILE:
                 row.status, row.status_reason = "ok", None
+                fields.append("status")
             row.updated_at = now
+            events.append(("connection.updated", row, fields))
             changed = True
         for row in rows.values():
             if row.file_managed and row.id not in in_file and row.status != "paused":
                 row.status, row.status_reason = "paused", REMOVED_FROM_FILE
                 row.updated_at = now
+                events.append(("connection.updated", row, ["status"]))
                 changed = True
         if changed:
+            await session.flush()
             await bump(session)
+        for kind, changed_row, fields in events:
+            await connection_event(session, kind, changed_row, fields)
     return changed
 
 

@@ -26,6 +26,8 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.changes.kinds import connection_event
+from switchboard.connections.versions import bump
 from switchboard.credentials._common import (
     CredentialStatus,
     as_datetime,
@@ -35,8 +37,8 @@ from switchboard.credentials._common import (
 )
 from switchboard.credentials._crypto import SecretBox
 from switchboard.credentials._errors import CredentialsError, NeedsReauthorization
-from switchboard.db import Database, insert
-from switchboard.models import Credential
+from switchboard.db import Database, insert, utcnow
+from switchboard.models import ConnectionRow, Credential
 from switchboard.settings import OAuth2Auth
 
 if TYPE_CHECKING:
@@ -185,6 +187,7 @@ class OAuth2Tokens:
                 row.needs_reauth, row.reauth_reason = True, reauth_reason
                 row.access_token, row.refresh_at = None, None
                 log.warning("credentials_need_reauthorisation", connection=self.connection)
+                await _connection_needs_reauth(session, self.connection, reauth_reason)
             elif result is not None:
                 access, rotated, expires_at, refresh_at = result
                 if rotated is not None:
@@ -282,6 +285,18 @@ class OAuth2Tokens:
             provider_status=status,
             body=body,
         )
+
+
+async def _connection_needs_reauth(session: AsyncSession, connection: str, reason: str) -> None:
+    """The connection's status says so too (listed and filtered by it, in every process), and
+    the product hears of it (``connection.needs_reauth``)."""
+    row = await session.get(ConnectionRow, connection, with_for_update=True)
+    if row is None or row.status == "paused":
+        return
+    row.status, row.status_reason = "needs_reauth", reason
+    row.updated_at = utcnow()
+    await bump(session)
+    await connection_event(session, "connection.needs_reauth", row)
 
 
 def _is_invalid_grant(body: Any) -> bool:
