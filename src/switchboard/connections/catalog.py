@@ -128,6 +128,8 @@ class Entry:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     fingerprint: str = ""
+    stamp: tuple[Any, ...] = ()
+    """When its row and its integration were last changed (a reload reuses an unchanged entry)."""
 
     @property
     def provider(self) -> Provider:

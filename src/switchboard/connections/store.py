@@ -13,6 +13,7 @@ import contextlib
 import json
 import weakref
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -98,18 +99,29 @@ def entry_of(
     )
 
 
-async def load(db: Database, box: SecretBox) -> tuple[list[Entry], list[IntegrationEntry], int]:
-    """Every stored connection and integration, and the version they are at."""
+async def load(
+    db: Database, box: SecretBox, previous: Mapping[str, Entry] | None = None
+) -> tuple[list[Entry], list[IntegrationEntry], int]:
+    """Every stored connection and integration, and the version they are at. An entry of
+    ``previous`` whose row and integration have not changed since (by ``updated_at``) is kept
+    as it is: a reload after one change decrypts and validates that one connection, not all."""
     async with db.read_session() as session:
         version = await current_version(session, STORE)
         irows = (await session.scalars(select(Integration))).all()
         crows = (await session.scalars(select(ConnectionRow))).all()
     integrations = {r.name: integration_entry(r, box) for r in irows}
+    integration_at = {r.name: r.updated_at for r in irows}
     entries = []
     for row in crows:
+        integration = integrations.get(row.integration or "")
+        stamp = (row.updated_at, integration_at.get(row.integration or ""))
+        known = (previous or {}).get(row.id)
+        if known is not None and known.stamp == stamp:
+            entries.append(known)
+            continue
         try:
             raw = unseal(box, row.config)
-            entries.append(entry_of(row, raw, integrations.get(row.integration or "")))
+            entries.append(replace(entry_of(row, raw, integration), stamp=stamp))
         except (InvalidConnection, SecretKeyError, ValueError) as exc:
             # Kept out of this process's catalog (its API answers 404 for it) rather than
             # stopping the process: the operator sees why in the log.
@@ -123,7 +135,8 @@ async def refresh(config: Config, db: Database, box: SecretBox) -> set[str]:
         version = await current_version(session, STORE)
     if version == config.catalog.version:
         return set()
-    entries, integrations, version = await load(db, box)
+    previous = {e.id: e for e in config.catalog.entries()}
+    entries, integrations, version = await load(db, box, previous)
     return config.catalog.replace(entries, integrations, version)
 
 
