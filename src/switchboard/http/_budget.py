@@ -14,11 +14,12 @@ requests fell into one window, their grants would span less than ``window + marg
 last lease would have been refused. Grant times are wall-clock (hosts must be NTP-synced).
 
 The block follows the process's demand (doubling while a lease is used up before it lapses,
-shrinking to what was used when it lapses) up to a tenth of the capacity, so one process never
-holds more than that unsent. Dropped tokens are handed back in the process's next lease
-transaction (the grants are removed from the log: they were never sent); a process that stops
-or goes idle instead leaves them in the log until they age out, so a killed process costs the
-others at most one block for at most ``window + margin`` seconds.
+shrinking to what was used when it lapses) up to a tenth of the capacity (more only for as many
+callers as are waiting at once), so one process never holds more than that unsent. Dropped
+tokens are handed back in the process's next lease transaction (the grants are removed from the
+log: they were never sent); a process that stops or goes idle instead leaves them in the log
+until they age out, so a killed process costs the others at most its last lease for at most
+``window + margin`` seconds.
 
 Providers' headers (read by the provider's :data:`RateLimitReader`) correct the budget downwards
 only (``remaining`` below our own count means someone else spends on the same account); a 429
@@ -114,10 +115,10 @@ def _live(grants: list[float], now: float, limit: Limit) -> list[float]:
 def _hand_back(live: list[float], returned: Iterable[tuple[float, int]]) -> None:
     """Remove up to ``count`` grants recorded at exactly ``at`` for each hand-back, in place.
 
-    Grants are indistinguishable counts: if a correction moved some of the caller's grants later
-    (it only ever moves them later), the ones left at ``at`` stand for sent tokens granted at
-    the same instant, and removing one of those instead leaves the later entry covering that
-    send, which is only more cautious. A grant that already aged out is not looked for."""
+    Grants are counted, not named: if a correction moved some of the caller's grants later
+    (corrections only move grants later), removing others left at ``at`` instead leaves a later
+    entry standing for each send they stood for, which is only more cautious. A grant that
+    already aged out is not looked for."""
     for at, count in returned:
         start = bisect.bisect_left(live, at)
         end = start
