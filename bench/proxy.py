@@ -35,9 +35,9 @@ CONTACTS = "/crm/v3/objects/contacts"
 
 def toml(hubspot: str) -> str:
     """Two connections to the same simulator: ``hubspot`` as the hub has it (its rate budget
-    learns HubSpot's window from the answers' headers, so every call leases a token from the
-    database), and ``plain``, a mapped CRM without a rate limit (no budget): the difference is
-    the budget's share of the overhead."""
+    learns HubSpot's window from the answers' headers, and leases tokens from the database a
+    block at a time), and ``plain``, a mapped CRM without a rate limit (no budget): the
+    difference is the budget's share of the overhead."""
     auth = f'auth = {{ type = "token", token = "{TOKEN}" }}\n'
     return (
         f'[server]\napi_keys = ["{API_KEY}"]\n\n'

@@ -5,24 +5,35 @@ was spent (a sliding-window log of the last ``capacity`` grants). Unlike a bucke
 continuously, this never lets more than ``capacity`` requests into *any* window of ``window``
 seconds, which is what rolling-window providers (HubSpot's ``TEN_SECONDLY_ROLLING``) enforce.
 
-Processes share it through one row per bucket: a process leases a few tokens at a time in a short
-write transaction (row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and must send them
-within ``margin / 2`` seconds, or drop them. Each grant is kept for ``window + margin`` seconds, so
-a token used late within its lease still cannot let a window hold more than ``capacity``:
-if N+1 requests fell into one window, their grants would span less than ``window + margin``, and
-the last grant would have been refused. Grant times are wall-clock (hosts must be NTP-synced).
+Processes share it through one row per bucket: a process leases a block of tokens in one short
+write transaction (row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and serves its callers
+from the block without touching the database, but must send each token within ``margin / 2``
+seconds of the lease, or drop it. Each grant is kept for ``window + margin`` seconds, so a token
+used late within its lease still cannot let a window hold more than ``capacity``: if N+1
+requests fell into one window, their grants would span less than ``window + margin``, and the
+last lease would have been refused. Grant times are wall-clock (hosts must be NTP-synced).
+
+The block follows the process's demand (doubling while a lease is used up before it lapses,
+shrinking to what was used when it lapses) up to a tenth of the capacity (more only for as many
+callers as are waiting at once), so one process never holds more than that unsent. Dropped
+tokens are handed back in the process's next lease transaction (the grants are removed from the
+log: they were never sent); a process that stops or goes idle instead leaves them in the log
+until they age out, so a killed process costs the others at most its last lease for at most
+``window + margin`` seconds.
 
 Providers' headers (read by the provider's :data:`RateLimitReader`) correct the budget downwards
 only (``remaining`` below our own count means someone else spends on the same account); a 429
-empties it until its Retry-After.
+empties it until its Retry-After. A correction counts every grant in the log as spent: tokens
+other processes leased but have not sent yet (at most a block each, for ``margin / 2``) make it
+off by that much, the price of not writing every call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,6 +77,24 @@ class Limit:
     def margin(self) -> float:
         return min(_MAX_MARGIN, self.window / 10)
 
+    @property
+    def block(self) -> int:
+        """The most tokens one lease takes ahead of demand: what one process may hold unsent."""
+        return max(1, self.capacity // 10)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A store's answer to a lease request."""
+
+    granted: int
+    wait: float
+    """Seconds before a token may free up (when none was granted)."""
+    free: int
+    """Tokens still free in the shared bucket after this lease."""
+    at: float
+    """The grant time recorded in the log: what a hand-back names."""
+
 
 class BudgetExhausted(Exception):
     """The next token is further away than the caller may wait."""
@@ -83,11 +112,32 @@ def _live(grants: list[float], now: float, limit: Limit) -> list[float]:
     return sorted(g for g in grants if g > horizon)
 
 
+def _hand_back(live: list[float], returned: Iterable[tuple[float, int]]) -> None:
+    """Remove up to ``count`` grants recorded at exactly ``at`` for each hand-back, in place.
+
+    Grants are counted, not named: if a correction moved some of the caller's grants later
+    (corrections only move grants later), removing others left at ``at`` instead leaves a later
+    entry standing for each send they stood for, which is only more cautious. A grant that
+    already aged out is not looked for."""
+    for at, count in returned:
+        start = bisect.bisect_left(live, at)
+        end = start
+        while end < len(live) and live[end] == at and end - start < count:
+            end += 1
+        del live[start:end]
+
+
 def take(
-    grants: list[float], now: float, limit: Limit, want: int
+    grants: list[float],
+    now: float,
+    limit: Limit,
+    want: int,
+    returned: Iterable[tuple[float, int]] = (),
 ) -> tuple[int, list[float], float]:
-    """Grant up to ``want`` tokens at ``now``: (granted, new grants, wait before the next one)."""
+    """Grant up to ``want`` tokens at ``now``, after removing the ``returned`` (grant time,
+    count) of tokens never sent: (granted, new grants, wait before the next one)."""
     live = _live(grants, now, limit)
+    _hand_back(live, returned)
     free = limit.capacity - len(live)
     granted = max(0, min(want, free))
     live.extend([now] * granted)
@@ -97,7 +147,7 @@ def take(
     # several callers waiting, wait for a batch of slots (up to a tenth of the capacity): under
     # a saturated budget every slot frees on its own, and a lease per slot would be a write
     # transaction per call, each as likely to be beaten to it by another process.
-    batch = min(want, max(1, limit.capacity // 10))
+    batch = min(want, limit.block)
     blocking = live[len(live) - limit.capacity + batch - 1]
     return 0, live, max(blocking + limit.window + limit.margin - now, _EPSILON)
 
@@ -135,9 +185,15 @@ def free_tokens(grants: list[float], now: float, limit: Limit) -> int:
 
 class BudgetStore(Protocol):
     async def lease(
-        self, connection: str, bucket: str, limit: Limit, want: int
-    ) -> tuple[int, float, int]:
-        """(granted, wait if none granted, tokens still free)."""
+        self,
+        connection: str,
+        bucket: str,
+        limit: Limit,
+        want: int,
+        returned: Iterable[tuple[float, int]] = (),
+    ) -> Lease:
+        """Hand back ``returned`` (grant time, count) tokens never sent, then lease up to
+        ``want``, in one write."""
         ...
 
     async def correct(
@@ -155,12 +211,18 @@ class MemoryStore:
         self._logs: dict[tuple[str, str], list[float]] = {}
 
     async def lease(
-        self, connection: str, bucket: str, limit: Limit, want: int
-    ) -> tuple[int, float, int]:
+        self,
+        connection: str,
+        bucket: str,
+        limit: Limit,
+        want: int,
+        returned: Iterable[tuple[float, int]] = (),
+    ) -> Lease:
         now = self._clock.time()
-        granted, grants, wait = take(self._logs.get((connection, bucket), []), now, limit, want)
-        self._logs[(connection, bucket)] = grants
-        return granted, wait, free_tokens(grants, now, limit)
+        key = (connection, bucket)
+        granted, grants, wait = take(self._logs.get(key, []), now, limit, want, returned)
+        self._logs[key] = grants
+        return Lease(granted, wait, free_tokens(grants, now, limit), now)
 
     async def correct(
         self, connection: str, bucket: str, limit: Limit, remaining: int, reset_in: float | None
@@ -201,19 +263,24 @@ class DatabaseStore:
         return row
 
     async def lease(
-        self, connection: str, bucket: str, limit: Limit, want: int
-    ) -> tuple[int, float, int]:
+        self,
+        connection: str,
+        bucket: str,
+        limit: Limit,
+        want: int,
+        returned: Iterable[tuple[float, int]] = (),
+    ) -> Lease:
         async with self._db.session() as session:
             row = await self._locked_row(session, connection, bucket, limit)
             now = self._clock.time()  # read under the lock: the decision time
-            granted, grants, wait = take(list(row.grants), now, limit, want)
+            granted, grants, wait = take(list(row.grants), now, limit, want, returned)
             row.grants = grants
             row.capacity, row.window_seconds, row.updated_at = (
                 limit.capacity,
                 limit.window,
                 utcnow(),
             )
-        return granted, wait, free_tokens(grants, now, limit)
+        return Lease(granted, wait, free_tokens(grants, now, limit), now)
 
     async def correct(
         self, connection: str, bucket: str, limit: Limit, remaining: int, reset_in: float | None
@@ -231,7 +298,7 @@ class DatabaseStore:
 
 
 class LocalBudget:
-    """Hands out leased tokens to this process's callers; one lease transaction at a time."""
+    """Serves this process's callers from its current lease; one lease transaction at a time."""
 
     def __init__(
         self,
@@ -248,23 +315,42 @@ class LocalBudget:
         self.bucket = bucket
         self.limit = limit
         self.learned = learned  # the limit came from the provider's headers, not the config
-        self.remaining: int | None = limit.capacity if limit else None
+        self._free: int | None = limit.capacity if limit else None  # the bucket's, last seen
         self._store = store
         self._clock = clock
         self._read = reader or standard_headers
-        self._tokens: deque[float] = deque()  # use-by times (monotonic) of leased tokens
+        self._block = 1  # what the next lease asks for (or the callers waiting, if more)
+        self._leased_at = 0.0  # the current lease: its grant time in the log (wall clock),
+        self._size = 0  # the tokens it granted,
+        self._left = 0  # those not spent yet,
+        self._use_by = 0.0  # and when they lapse (monotonic)
+        self._returns: dict[float, int] = {}  # lapsed, never sent: grant time -> count
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._empty_until = 0.0
 
-    def _take_local(self) -> bool:
-        now = self._clock.monotonic()
-        while self._tokens and self._tokens[0] <= now:
-            self._tokens.popleft()  # leased too long ago: sending it now could break a window
-        if self._tokens:
-            self._tokens.popleft()
-            return True
-        return False
+    @property
+    def remaining(self) -> int | None:
+        """Tokens not spent yet as this process sees them: the shared bucket's free ones at the
+        last lease or correction, plus this process's leased ones it has not sent (unspent, or
+        lapsed and to be handed back); None while no limit is known."""
+        if self._free is None:
+            return None
+        return self._free + self._left + sum(self._returns.values())
+
+    def _take_local(self, limit: Limit) -> bool:
+        if self._left and self._clock.monotonic() >= self._use_by:
+            # Leased too long ago: sending it now could break a window. The next lease hands
+            # the rest back, and asks for no more than this one used.
+            self._returns[self._leased_at] = self._returns.get(self._leased_at, 0) + self._left
+            self._block = max(1, self._size - self._left)
+            self._left = 0
+        if not self._left:
+            return False
+        self._left -= 1
+        if not self._left:  # used up in time: the demand is at least this, ask for more
+            self._block = min(limit.block, max(self._block, self._size) * 2)
+        return True
 
     async def acquire(self, max_wait: float) -> float:
         """Take one token, waiting for it if needed; returns the seconds waited.
@@ -278,21 +364,26 @@ class LocalBudget:
         self._waiting += 1
         try:
             while True:
-                if self._take_local():
+                if self._take_local(limit):
                     return waited
                 wait = self._empty_until - self._clock.monotonic()
                 if wait <= 0:
                     async with self._lock:
-                        if self._take_local():
+                        if self._take_local(limit):
                             return waited
                         started = self._clock.monotonic()
-                        # Lease for the callers waiting now, no more: unused tokens are lost.
-                        want = max(1, min(self._waiting, limit.capacity))
-                        granted, wait, self.remaining = await self._store.lease(
-                            self.connection, self.bucket, limit, want
+                        want = min(limit.block, self._block)
+                        want = min(limit.capacity, max(self._waiting, want))
+                        # Lost if the transaction fails: a hand-back only frees tokens early,
+                        # and one applied twice could remove someone else's grants.
+                        returned = list(self._returns.items())
+                        self._returns.clear()
+                        lease = await self._store.lease(
+                            self.connection, self.bucket, limit, want, returned
                         )
-                        use_by = started + limit.margin / 2
-                        self._tokens.extend([use_by] * granted)
+                        granted, wait, self._free = lease.granted, lease.wait, lease.free
+                        self._leased_at, self._size, self._left = lease.at, granted, granted
+                        self._use_by = started + limit.margin / 2
                         if not granted:
                             self._empty_until = self._clock.monotonic() + wait
                     if granted:
@@ -311,7 +402,7 @@ class LocalBudget:
             learned = seen.limit
             if learned is not None and learned != self.limit:
                 self.limit, self.learned = learned, True
-                self.remaining = learned.capacity
+                self._free = learned.capacity
         limit = self.limit
         if limit is None:
             return
@@ -320,11 +411,15 @@ class LocalBudget:
             remaining, reset_in = 0, retry_after if retry_after is not None else reset_in
         if remaining is None:
             return
-        estimate = self.remaining if self.remaining is not None else limit.capacity
+        # Against the bucket's free tokens, not ours: the provider has not seen our unsent lease.
+        estimate = self._free if self._free is not None else limit.capacity
         if remaining >= estimate and response.status_code != 429:
             return  # headers only ever lower the budget; skip the round trip when they agree
-        self._tokens.clear()
-        self.remaining = await self._store.correct(
+        # The correction counts every grant in the log as spent, ours unsent too: drop them,
+        # and never hand them back (that would free more than the provider has left).
+        self._left = 0
+        self._returns.clear()
+        self._free = await self._store.correct(
             self.connection, self.bucket, limit, remaining, reset_in
         )
         self._empty_until = 0.0
