@@ -257,7 +257,7 @@ async def test_a_connect_link_from_the_form_is_a_working_single_use_link(
     }
     r = await client.post("/console/connect", data=fields)
     assert r.status_code == 200, r.text
-    assert HOSTILE not in r.text
+    assert "u7@example.com" in r.text and HOSTILE not in r.text and ESCAPED in r.text
     found = LINK.search(r.text)
     assert found is not None, r.text
     url = found.group(1)
@@ -331,7 +331,7 @@ async def test_a_reauthorisation_link_renews_that_connection(
     assert (await client.post(action, data={})).status_code == 403  # no token
     r = await client.post(action, data={"csrf": csrf_of(page)})
     assert r.status_code == 200, r.text
-    assert "Re-authorisation link for acme" in r.text
+    assert "Re-authorisation link for acme" in r.text and "u9@acme.test" in r.text
     found = LINK.search(r.text)
     assert found is not None
     async with db.read_session() as session:

@@ -518,7 +518,7 @@ async def create_connect_link(
         session,
         page="connections",
         url=_connect_url(request, config, token),
-        expires_at=row.expires_at,
+        row=row,
         integration=integ.name,
         connection=None,
     )
@@ -554,7 +554,7 @@ async def reauthorise(
         session,
         page="connections",
         url=_connect_url(request, config, token),
-        expires_at=row.expires_at,
+        row=row,
         integration=integ.name,
         connection=entry,
     )
