@@ -226,6 +226,12 @@ async def test_a_connection_page_shows_its_own_runs_jobs_and_deliveries(
     assert "pat-secret-123" not in page and '"token": "**********"' in page  # masked settings
     assert HOSTILE not in page and ESCAPED in page
     assert 'data-status="ok"' in page and "Re-authorise" in page  # an OAuth integration
+    elsewhere = await client.get(f"/console/connections/{other}", params={"queued": pending})
+    assert "queued as job" not in elsewhere.text  # not that connection's job
+    r = await client.patch(f"/connections/{other}", json={"status": "paused"})
+    assert r.status_code == 200
+    r = await client.post(f"/console/connections/{other}/sync", data={"csrf": token})
+    assert r.status_code == 409 and "paused" in r.text
     by_alias = await client.get("/console/connections/mine")
     assert by_alias.status_code == 200 and f'id="connection-{mine}"' in by_alias.text
 

@@ -240,7 +240,8 @@ async def test_hostile_ids_and_query_values_are_pages_not_errors(
         ("/console/tasks", {"window": "9" * 5000 + "s"}, 200),
         ("/console/tasks", {"window": "\u00b2s"}, 200),
         ("/console/tasks", {"user": "x" * 10_000, "q": "\u00b2" * 1000}, 200),
-        ("/console/connections/events", {"queued": huge}, 200),
+        ("/console/connections/events", {"queued": huge}, 422),
+        ("/console/connections/events", {"queued": "12345"}, 200),  # no such job: no notice
         ("/console/connections/events", {"queued": "9" * 5000}, 422),
         ("/console/connections", {"page": huge}, 422),
         ("/console/connections", {"page": "0"}, 422),

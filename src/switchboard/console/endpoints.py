@@ -383,9 +383,12 @@ async def connection_page(
     session: ConsoleSession,
     db: DbSession,
     config: CurrentConfig,
-    queued: int | None = None,
+    queued: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     entry = resolve_entry(config, ref)
+    job = await db.get(Job, queued) if queued is not None else None
+    if job is not None and job.payload.get("connection") != entry.id:
+        job = None  # a hand-edited address names another connection's job: no notice
     view = await console.connection_view(
         db,
         config,
@@ -401,7 +404,7 @@ async def connection_page(
         session,
         page="connections",
         c=view,
-        queued=queued,
+        queued=job,
         standard=STANDARD_SUMMARY,
         refresh=REFRESH_SECONDS,
     )
@@ -416,7 +419,7 @@ async def sync_now(
     ref: str, form: PostedForm, db: DbSession, config: CurrentConfig
 ) -> RedirectResponse:
     entry = resolve_entry(config, ref)
-    syncs_service.resolve(config, entry.id)
+    syncs_service.resolve(config, entry.id, to_run=True)  # a paused connection is refused
     job_id = await syncs_service.enqueue_sync(db, entry.id, full=form.get("full") == "1")
     return redirect(f"/connections/{quote(entry.id, safe='')}", queued=job_id)
 
