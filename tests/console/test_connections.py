@@ -362,3 +362,27 @@ async def test_a_reauthorisation_link_renews_that_connection(
     assert "/reauthorise" not in todo.text
     r = await client.post("/console/connections/todo/reauthorise", data={"csrf": csrf_of(page)})
     assert r.status_code == 422 and "belongs to no integration" in r.text
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"organisation": "a\x00b"}, "NUL character"),
+        ({"return_url": "http://["}, "an absolute http(s) URL"),
+        ({"return_url": "https://" + "x" * 2000}, "at most 2000 characters"),
+        ({"end_user_id": "x" * 201}, "at most 200 characters"),
+        ({"tags": ",".join(f"t{i}" for i in range(51))}, "at most 50 items"),
+        ({"integration": "\u00b2" * 101}, "at most 100 characters"),
+    ],
+)
+async def test_hostile_connect_form_values_are_a_form_again(
+    client: httpx.AsyncClient, db: Database, change: dict[str, str], reason: str
+) -> None:
+    await login(client)
+    token = await csrf_token(client, "/console/connect")
+    fields = {"csrf": token, "integration": "hs", "end_user_id": "u-1", **change}
+    r = await client.post("/console/connect", data=fields)
+    assert r.status_code == 422 and reason in r.text, r.text[-3000:]
+    assert 'name="integration"' in r.text  # the form, to correct
+    async with db.read_session() as session:
+        assert (await session.scalars(select(ConnectSession))).all() == []

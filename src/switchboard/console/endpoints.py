@@ -483,6 +483,15 @@ async def create_connect_link(
     """A connect link for a new connection. The page answers the post itself (no redirect):
     the token is shown once, like the API's answer, and never stored in a URL."""
     values = {k: form.get(k, "") for k in CONNECT_FIELDS}
+    if any("\x00" in v for v in values.values()):  # PostgreSQL refuses NUL in text
+        return _connect_form(
+            request,
+            session,
+            config,
+            values={k: v.replace("\x00", "") for k, v in values.items()},
+            error="A field contains a NUL character.",
+            status_code=422,
+        )
     try:
         body = ConnectSessionIn(
             integration=values["integration"],
@@ -495,7 +504,10 @@ async def create_connect_link(
             return_url=values["return_url"].strip() or None,
         )
         integ = connect.oauth_integration(config.catalog.integrations, body.integration)
-        connect.check_return_url(body.return_url)
+        try:
+            connect.check_return_url(body.return_url)
+        except ValueError:  # urlsplit's own refusal ("http://[")
+            raise Unprocessable("return_url: an absolute http(s) URL") from None
     except ValidationError as exc:
         problem = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
