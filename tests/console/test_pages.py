@@ -345,6 +345,7 @@ async def test_webhooks_page_lists_failures_first(client: httpx.AsyncClient) -> 
     section = page[page.index('id="webhooks-todo"') :]
     assert section.index("Task not found") < section.index("ok-2") < section.index("ok-1")
     assert "failed: 1" in section
+    assert 'href="/console/connections/todo"' in section  # to the connection's own page
     assert HOSTILE not in page and "&lt;script&gt;" in page
 
 
