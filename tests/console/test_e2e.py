@@ -21,6 +21,7 @@ import pytest
 
 from switchboard.app import create_app
 from switchboard.config import Config, HubConfig, Settings
+from switchboard.connectors.hubspot.simulator import CLIENT_ID, CLIENT_SECRET
 from switchboard.db import Database
 from switchboard.sandbox.server import Sandbox
 from tests.events.conftest import FEVER_DIR
@@ -85,6 +86,15 @@ def hub_config(sandbox: Sandbox, tmp_path: Path) -> HubConfig:
                     "interval": "1h",
                 },
                 "todo": {"kind": "todo_webhooks"},
+            },
+            "integrations": {
+                "hubspot-app": {
+                    "provider": "hubspot",
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "base_url": sandbox.urls["hubspot"],
+                    "authorize_url": sandbox.urls["hubspot"] + "/oauth/authorize",
+                }
             },
             "users": {"crm_connection": "hubspot", "retry_for": "1s"},
             "reports": {"interval": "10m", "dir": str(tmp_path / "reports")},
@@ -200,17 +210,25 @@ async def test_console_in_chromium(
             )
             await page.screenshot(path=shots / "job.png", full_page=True)
 
-            # Sync now, and see each connection's last run arrive by live refresh (no reload):
-            # the contacts sync also brings in the contact the replayed job created.
-            await page.get_by_role("link", name="Connections").click()
+            # Each connection's page: Sync now, and its last run arrives by live refresh (no
+            # reload); the contacts sync also brings in the contact the replayed job created.
             for name in ("events", "hubspot"):
-                card = page.locator(f"#connection-{name}")
-                await card.get_by_role("button", name="Sync now").click()
+                await page.get_by_role("link", name="Connections", exact=True).click()
+                listing = page.locator("table.connections")
+                await listing.get_by_role("link", name=name, exact=True).click()
+                await expect(page).to_have_url(base + f"/console/connections/{name}")
+                await page.get_by_role("button", name="Sync now").click()
                 await expect(page.get_by_role("status")).to_contain_text(f"Sync of {name} queued")
-                await expect(page.locator(f"#connection-{name} .last-sync")).to_contain_text(
+                await expect(page.locator(".last-sync")).to_contain_text(
                     "succeeded", timeout=20_000
                 )
-            await expect(page.locator("#connection-hubspot")).to_contain_text("contacts")
+            await expect(page.locator("#outbound")).to_contain_text("contacts")
+            await expect(page.locator("#runs")).to_contain_text("succeeded")
+            await page.screenshot(path=shots / "connection.png", full_page=True)
+            await page.get_by_role("link", name="Connections", exact=True).click()
+            await expect(page.locator("#connection-hubspot .last-sync")).to_contain_text(
+                "succeeded"
+            )
             await page.screenshot(path=shots / "connections.png", full_page=True)
 
             # The user it was for is now synced, with its history.
@@ -246,6 +264,38 @@ async def test_console_in_chromium(
             await expect(page.locator("table.contacts")).to_contain_text("ada@example.com")
             await page.goto(base + "/console/contacts")
             await page.screenshot(path=shots / "contacts.png", full_page=True)
+
+            # A connect link made in the console, walked by the end user: consent on the
+            # sandbox's HubSpot, then the new connection is listed; its page offers a
+            # re-authorisation link bound to it.
+            await page.get_by_role("link", name="Connections", exact=True).click()
+            await page.get_by_role("link", name="New connect link").click()
+            await page.get_by_label("Integration").select_option("hubspot-app")
+            await page.get_by_label("End user id").fill("u-42")
+            await page.get_by_label("Organisation").fill(HOSTILE)
+            await page.get_by_role("button", name="Create link").click()
+            link = page.get_by_label("Connect link")
+            await expect(link).to_have_value(re.compile(re.escape(base) + r"/connect/\S+$"))
+            await expect(page.locator(".connect-link")).to_contain_text(HOSTILE)  # as text
+            await page.screenshot(path=shots / "connect.png", full_page=True)
+            await page.goto(await link.input_value())
+            await page.get_by_label("HubSpot account (portal id)").fill("4242")
+            await page.get_by_role("button", name="Allow").click()
+            await expect(page.locator("body")).to_contain_text("hubspot-app-4242 is connected")
+            await page.goto(base + "/console/connections?integration=hubspot-app")
+            row = page.locator("table.connections tbody tr")
+            await expect(row).to_have_count(1)
+            await expect(row).to_contain_text(HOSTILE)  # the organisation, as text
+            await expect(row.locator(".status")).to_contain_text("ok")
+            await row.get_by_role("link", name="hubspot-app-4242").click()
+            await page.get_by_role("button", name="Re-authorise").click()
+            await expect(page.get_by_role("heading", level=1)).to_contain_text(
+                "Re-authorisation link for hubspot-app-4242"
+            )
+            await expect(page.get_by_label("Connect link")).to_have_value(
+                re.compile(re.escape(base) + r"/connect/\S+$")
+            )
+            assert await page.title() != "pwned"
 
             # Logging out ends the session.
             await page.get_by_role("button", name="Log out").click()

@@ -46,6 +46,8 @@ BAD_COOKIES: list[bytes] = [
 GET_PAGES = [
     "/console",
     "/console/connections",
+    "/console/connections/events",
+    "/console/connect",
     "/console/jobs",
     "/console/jobs/1",
     "/console/webhooks",
@@ -55,7 +57,13 @@ GET_PAGES = [
     "/console/users/u1",
     "/console/contacts",
 ]
-POSTS = ["/console/logout", "/console/connections/events/sync", "/console/jobs/1/replay"]
+POSTS = [
+    "/console/logout",
+    "/console/connections/events/sync",
+    "/console/jobs/1/replay",
+    "/console/connect",
+    "/console/connections/events/reauthorise",
+]
 
 
 @pytest.fixture
@@ -177,7 +185,7 @@ async def test_malformed_action_posts_are_refused(client: httpx.AsyncClient) -> 
         b"csrf=" + b"x" * 500_000,
         b"full=1",  # no token
     ):
-        for path in ("/console/connections/events/sync", "/console/logout"):
+        for path in ("/console/connections/events/sync", "/console/logout", "/console/connect"):
             r = await client.post(path, content=body, headers=FORM)
             assert r.status_code == 403, (path, body[:40], r.status_code)
     still = await client.get("/console/jobs")
@@ -193,6 +201,9 @@ async def test_malformed_action_posts_are_refused(client: httpx.AsyncClient) -> 
         ("/console/connections/nope/sync", 404),
         ("/console/connections/" + "x" * 5000 + "/sync", 404),
         ("/console/connections/%C2%B2/sync", 404),
+        ("/console/connections/nope/reauthorise", 404),
+        ("/console/connections/events/reauthorise", 422),  # of no integration
+        ("/console/connect", 422),  # no integration named
     ):
         r = await client.post(path, data=ok)
         assert r.status_code == code, (path[:60], r.status_code, r.text[:200])
@@ -229,8 +240,16 @@ async def test_hostile_ids_and_query_values_are_pages_not_errors(
         ("/console/tasks", {"window": "9" * 5000 + "s"}, 200),
         ("/console/tasks", {"window": "\u00b2s"}, 200),
         ("/console/tasks", {"user": "x" * 10_000, "q": "\u00b2" * 1000}, 200),
-        ("/console/connections", {"queued": "events", "job": huge}, 200),
-        ("/console/connections", {"queued": "events", "job": "9" * 5000}, 422),
+        ("/console/connections/events", {"queued": huge}, 422),
+        ("/console/connections/events", {"queued": "12345"}, 200),  # no such job: no notice
+        ("/console/connections/events", {"queued": "9" * 5000}, 422),
+        ("/console/connections", {"page": huge}, 422),
+        ("/console/connections", {"page": "0"}, 422),
+        ("/console/connections", {"status": "\u00b2", "integration": "x" * 5000}, 200),
+        ("/console/connections", {"q": "\u00b2" * 10_000}, 200),
+        ("/console/connections/" + "x" * 5000, None, 404),
+        ("/console/connections/\u00b2\u00b3", None, 404),
+        ("/console/connect", {"integration": "\u00b2" * 1000}, 200),
         ("/console/contacts", {"cursor": "\u00b2"}, 200),
         ("/console/contacts", {"cursor": "9" * 5000}, 200),
         ("/console/contacts", {"cursor": huge}, 200),
@@ -250,6 +269,8 @@ async def test_hostile_ids_and_query_values_are_pages_not_errors(
         "/console/users/u%001",
         "/console/tasks?user=%00&q=%00",
         "/console/contacts?q=%00&connection=%00",
+        "/console/connections?q=%00&integration=%00",
+        "/console/connections/ev%00ents",
     ],
 )
 async def test_a_nul_character_is_a_400_on_every_database(

@@ -164,14 +164,30 @@ async def test_connections_page_shows_state_runs_and_no_secrets(
     await login(client)
     r = await client.get("/console/connections")
     assert r.status_code == 200
+    listing = r.text
+    for text in (
+        "crm",
+        "hubspot",
+        "xml_feed",
+        "todo_webhooks",
+        'href="/console/connections/events"',
+    ):
+        assert text in listing, text
+    row = listing[listing.index('id="connection-events"') :].split("</tr>")[0]
+    assert "failed" in row and "provider answered 503" in row  # last sync, last error
+    r = await client.get("/console/connections/events")
+    assert r.status_code == 200
     page = r.text
-    for text in ("crm", "hubspot", "xml_feed", "todo_webhooks", "token", "closed", "Sync now"):
+    for text in ("xml_feed", "closed", "Sync now"):
         assert text in page, text
     assert "failing" in page and "provider answered 503" in page  # last run failed
     assert ">41<" in page and ">2<" in page  # the run history's counts
     assert "http://127.0.0.1:9/feed" in page
-    for secret in (TOKEN, FEED_SECRET, "pw-in-url", API_KEY):
-        assert secret not in page, secret
+    crm = (await client.get("/console/connections/crm")).text
+    assert "token" in crm and "**********" in crm  # the settings, the token masked
+    for html in (listing, page, crm):
+        for secret in (TOKEN, FEED_SECRET, "pw-in-url", API_KEY):
+            assert secret not in html, secret
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
 
     feed = await client.get("/console/feed")
@@ -185,9 +201,10 @@ async def test_sync_now_queues_a_sync(client: httpx.AsyncClient, db: Database) -
     assert r.status_code == 303
     [job] = await jobs_of(db, "syncs.run")
     assert job.payload == {"connection": "events", "full": False} and job.state == "pending"
-    assert r.headers["location"] == f"/console/connections?queued=events&job={job.id}"
+    assert r.headers["location"] == f"/console/connections/events?queued={job.id}"
     page = await client.get(r.headers["location"])
-    assert f"Sync of events queued as job {job.id}." in page.text
+    assert "Sync of events queued as job" in page.text
+    assert f'href="/console/jobs/{job.id}"' in page.text
     # A connection that cannot sync is refused by the sync service.
     r = await client.post("/console/connections/todo/sync", data={"csrf": token})
     assert r.status_code == 400
@@ -328,6 +345,7 @@ async def test_webhooks_page_lists_failures_first(client: httpx.AsyncClient) -> 
     section = page[page.index('id="webhooks-todo"') :]
     assert section.index("Task not found") < section.index("ok-2") < section.index("ok-1")
     assert "failed: 1" in section
+    assert 'href="/console/connections/todo"' in section  # to the connection's own page
     assert HOSTILE not in page and "&lt;script&gt;" in page
 
 
@@ -404,7 +422,7 @@ class TestOpenConsole:
         assert (await client.get("/console/login")).status_code == 303
         r = await client.post("/console/connections/events/sync", data={"csrf": "guess"})
         assert r.status_code == 403
-        token = await csrf_token(client)
+        token = await csrf_token(client, "/console/connections/events")  # its Sync now form
         r = await client.post("/console/connections/events/sync", data={"csrf": token})
         assert r.status_code == 303
         assert len(await jobs_of(db, "syncs.run")) == 1

@@ -21,16 +21,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.changes import console as change_console
 from switchboard.changes import service as change_service
+from switchboard.connections import connect
+from switchboard.connections.catalog import STATUSES
+from switchboard.connections.schemas import ConnectSessionIn, EndUserIO
 from switchboard.console import charts, security, sessions
 from switchboard.console import service as console
 from switchboard.console.security import Session
 from switchboard.contacts import service as contacts_service
-from switchboard.deps import CurrentConfig, DbSession, get_config
-from switchboard.errors import AppError, BadRequest, NotFound
+from switchboard.deps import CurrentConfig, DbSession, get_config, resolve_entry
+from switchboard.errors import AppError, BadRequest, NotFound, Unprocessable
 from switchboard.jobs import queue
 from switchboard.jobs import service as jobs_service
 from switchboard.models import Job, User
@@ -57,6 +61,7 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 JobId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 """A job id as the database can hold it (BIGINT): anything else is a 422 page, not a query."""
 MIN_WINDOW, MAX_WINDOW = timedelta(seconds=1), timedelta(days=366)
+MAX_PAGE = 1_000_000  # an offset the database can take; nobody pages further by hand
 TASK_STACK = [("completed", "#16a34a"), ("new", "#2563eb"), ("old", "#d97706")]
 
 
@@ -329,37 +334,245 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 # --- connections --------------------------------------------------------------------------------
 
 
+CONNECTIONS_PAGE = 50
+RUNS_SHOWN, JOBS_SHOWN, DELIVERIES_SHOWN = 20, 50, 25
+
+
 @router.get("/connections")
 async def connections_page(
     request: Request,
     session: ConsoleSession,
     db: DbSession,
     config: CurrentConfig,
-    queued: str | None = None,
-    job: int | None = None,
+    status: str = "",
+    integration: str = "",
+    q: str = "",
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
-    views = await console.connections(db, config, getattr(request.app.state, "outbound", None))
-    notice = None
-    if queued is not None and config.connection(queued) is not None and job is not None:
-        notice = f"Sync of {queued} queued as job {job}."
+    found = await console.connection_page(
+        db,
+        config,
+        status=status or None,
+        integration=integration or None,
+        q=q or None,
+        limit=CONNECTIONS_PAGE,
+        offset=(page - 1) * CONNECTIONS_PAGE,
+    )
     return render(
         request,
         "connections.html",
         session,
         page="connections",
-        connections=views,
-        notice=notice,
+        found=found,
+        statuses=STATUSES,
+        status=status,
+        integration=integration,
+        q=q,
+        page_no=page,
+        more=found.matched > page * CONNECTIONS_PAGE,
+        first=(page - 1) * CONNECTIONS_PAGE + 1,
+        can_connect=bool(console.oauth_integrations(config.catalog.integrations)),
         refresh=REFRESH_SECONDS,
     )
 
 
-@router.post("/connections/{name}/sync")
+@router.get("/connections/{ref}")
+async def connection_page(
+    ref: str,
+    request: Request,
+    session: ConsoleSession,
+    db: DbSession,
+    config: CurrentConfig,
+    queued: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> HTMLResponse:
+    entry = resolve_entry(config, ref)
+    job = await db.get(Job, queued) if queued is not None else None
+    if job is not None and job.payload.get("connection") != entry.id:
+        job = None  # a hand-edited address names another connection's job: no notice
+    view = await console.connection_view(
+        db,
+        config,
+        getattr(request.app.state, "outbound", None),
+        entry,
+        runs=RUNS_SHOWN,
+        jobs=JOBS_SHOWN,
+        deliveries=DELIVERIES_SHOWN,
+    )
+    return render(
+        request,
+        "connection.html",
+        session,
+        page="connections",
+        c=view,
+        queued=job,
+        standard=STANDARD_SUMMARY,
+        refresh=REFRESH_SECONDS,
+    )
+
+
+STANDARD_SUMMARY = ("last_run", "last_success_at", "failed_runs_since_success", "skipped", "errors")
+"""The sync summary's keys every syncing connection has; the rest are the store's own counts."""
+
+
+@router.post("/connections/{ref}/sync")
 async def sync_now(
-    name: str, form: PostedForm, db: DbSession, config: CurrentConfig
+    ref: str, form: PostedForm, db: DbSession, config: CurrentConfig
 ) -> RedirectResponse:
-    syncs_service.resolve(config, name)
-    job_id = await syncs_service.enqueue_sync(db, name, full=form.get("full") == "1")
-    return redirect("/connections", queued=name, job=job_id)
+    entry = resolve_entry(config, ref)
+    syncs_service.resolve(config, entry.id, to_run=True)  # a paused connection is refused
+    job_id = await syncs_service.enqueue_sync(db, entry.id, full=form.get("full") == "1")
+    return redirect(f"/connections/{quote(entry.id, safe='')}", queued=job_id)
+
+
+# --- connect links ------------------------------------------------------------------------------
+
+
+def _connect_url(request: Request, config: CurrentConfig, token: str) -> str:
+    """The link as ``POST /connect/sessions`` answers it: under ``SWITCHBOARD_PUBLIC_URL``
+    behind a proxy, else the address the console was reached at."""
+    base = (config.settings.public_url or str(request.base_url)).rstrip("/")
+    return f"{base}/connect/{token}"
+
+
+def _connect_form(
+    request: Request,
+    session: Session,
+    config: CurrentConfig,
+    *,
+    values: Mapping[str, str],
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "connect.html",
+        session,
+        status_code=status_code,
+        page="connections",
+        integrations=console.oauth_integrations(config.catalog.integrations),
+        values=values,
+        error=error,
+    )
+
+
+CONNECT_FIELDS = (
+    "integration",
+    "end_user_id",
+    "end_user_email",
+    "organisation",
+    "tags",
+    "return_url",
+)
+
+
+@router.get("/connect")
+async def connect_form(
+    request: Request, session: ConsoleSession, config: CurrentConfig, integration: str = ""
+) -> HTMLResponse:
+    return _connect_form(request, session, config, values={"integration": integration})
+
+
+@router.post("/connect")
+async def create_connect_link(
+    request: Request,
+    session: ConsoleSession,
+    form: PostedForm,
+    db: DbSession,
+    config: CurrentConfig,
+) -> HTMLResponse:
+    """A connect link for a new connection. The page answers the post itself (no redirect):
+    the token is shown once, like the API's answer, and never stored in a URL."""
+    values = {k: form.get(k, "") for k in CONNECT_FIELDS}
+    if any("\x00" in v for v in values.values()):  # PostgreSQL refuses NUL in text
+        return _connect_form(
+            request,
+            session,
+            config,
+            values={k: v.replace("\x00", "") for k, v in values.items()},
+            error="A field contains a NUL character.",
+            status_code=422,
+        )
+    try:
+        body = ConnectSessionIn(
+            integration=values["integration"],
+            end_user=EndUserIO(
+                id=values["end_user_id"].strip() or None,
+                email=values["end_user_email"].strip() or None,
+                organisation=values["organisation"].strip() or None,
+            ),
+            tags=[t.strip() for t in values["tags"].split(",") if t.strip()],
+            return_url=values["return_url"].strip() or None,
+        )
+        integ = connect.oauth_integration(config.catalog.integrations, body.integration)
+        try:
+            connect.check_return_url(body.return_url)
+        except ValueError:  # urlsplit's own refusal ("http://[")
+            raise Unprocessable("return_url: an absolute http(s) URL") from None
+    except ValidationError as exc:
+        problem = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return _connect_form(
+            request, session, config, values=values, error=problem, status_code=422
+        )
+    except Unprocessable as exc:
+        return _connect_form(
+            request, session, config, values=values, error=exc.message, status_code=422
+        )
+    token, row = await connect.new_session(
+        db,
+        integration=integ.name,
+        end_user=body.end_user,
+        tags=body.tags,
+        return_url=body.return_url,
+        connection=None,
+    )
+    return render(
+        request,
+        "connect_link.html",
+        session,
+        page="connections",
+        url=_connect_url(request, config, token),
+        row=row,
+        integration=integ.name,
+        connection=None,
+    )
+
+
+@router.post("/connections/{ref}/reauthorise")
+async def reauthorise(
+    ref: str,
+    request: Request,
+    session: ConsoleSession,
+    form: PostedForm,
+    db: DbSession,
+    config: CurrentConfig,
+) -> HTMLResponse:
+    """A connect link bound to this connection: completing it replaces the connection's
+    credentials (and clears ``needs_reauth``) instead of creating another one."""
+    entry = resolve_entry(config, ref)
+    if entry.integration is None:
+        raise Unprocessable(f"Connection {entry.alias!r} belongs to no integration")
+    integ = connect.oauth_integration(config.catalog.integrations, entry.integration)
+    user = entry.end_user
+    token, row = await connect.new_session(
+        db,
+        integration=integ.name,
+        end_user=EndUserIO(id=user.id, email=user.email, organisation=user.organisation),
+        tags=list(entry.tags),
+        return_url=None,
+        connection=entry.id,
+    )
+    return render(
+        request,
+        "connect_link.html",
+        session,
+        page="connections",
+        url=_connect_url(request, config, token),
+        row=row,
+        integration=integ.name,
+        connection=entry,
+    )
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -536,7 +749,6 @@ async def tasks_page(
 # --- users and contacts -------------------------------------------------------------------------
 
 USERS_PAGE = 50
-MAX_PAGE = 1_000_000  # an offset the database can take; nobody pages further by hand
 
 
 @router.get("/users")

@@ -13,18 +13,22 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config, Connection
-from switchboard.db import Database, utcnow
+from switchboard.connections import connect
+from switchboard.connections.catalog import Entry, IntegrationEntry, masked_settings
+from switchboard.db import Database, json_text, utcnow
+from switchboard.errors import Unprocessable
 from switchboard.events import service as events_service
-from switchboard.http import Outbound
+from switchboard.http import ConnectionStatus, Outbound
 from switchboard.jobs import queue
 from switchboard.jobs.schedules import align
-from switchboard.models import Job, SyncRun, Task, User, WebhookDelivery
+from switchboard.models import Credential, Job, SyncRun, Task, User, WebhookDelivery
 from switchboard.reports import service as reports_service
+from switchboard.settings import mask_urls
 from switchboard.syncs import service as syncs_service
 from switchboard.users.service import JOB_KIND as USERS_JOB_KIND
 from switchboard.users.service import job_key as user_job_key
@@ -99,13 +103,140 @@ def public_endpoint(conn: Connection) -> str | None:
 
 
 @dataclass
+class ListedConnection:
+    """One row of the connections list."""
+
+    entry: Entry
+    status: str
+    """The catalog's status, ``needs_reauth`` when its stored OAuth2 token was refused."""
+    reason: str | None
+    last_run: SyncRun | None = None
+    last_failure: SyncRun | None = None
+
+    @property
+    def tone(self) -> str:
+        return STATUS_TONES.get(self.status, "idle")
+
+
+STATUS_TONES = {"ok": "good", "needs_reauth": "bad", "paused": "warn", "error": "bad"}
+
+
+async def refused_credentials(session: AsyncSession) -> dict[str, str | None]:
+    """The connections whose stored OAuth2 token the provider refused, with its reason (one
+    query: the list cannot ask every connection's outbound client)."""
+    rows = await session.execute(
+        select(Credential.connection, Credential.reauth_reason).where(Credential.needs_reauth)
+    )
+    return {connection: reason for connection, reason in rows.all()}
+
+
+def effective_status(entry: Entry, refused: dict[str, str | None]) -> tuple[str, str | None]:
+    """``(status, reason)`` as the API's ``ConnectionOut`` derives it: an ``ok`` connection
+    whose token was refused needs re-authorising."""
+    if entry.status == "ok" and entry.id in refused:
+        return "needs_reauth", refused[entry.id]
+    return entry.status, entry.status_reason
+
+
+def _matches(entry: Entry, q: str) -> bool:
+    user = entry.end_user
+    text = (entry.id, entry.alias, entry.account, user.id, user.email, user.organisation)
+    return any(q in value.casefold() for value in text if value)
+
+
+@dataclass
+class ConnectionPage:
+    rows: list[ListedConnection]
+    matched: int
+    """Connections that pass the filters (all pages)."""
+    counts: dict[str, int]
+    """Every connection by status (before filtering)."""
+    integrations: list[str]
+    """The integrations the filter offers (of the catalog, or named by a connection)."""
+
+
+async def connection_page(
+    session: AsyncSession,
+    config: Config,
+    *,
+    status: str | None,
+    integration: str | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+) -> ConnectionPage:
+    """A page of the catalog's connections by alias, filtered in memory (the catalog is), and
+    the last run and last failed run of the page's connections (two queries per page, whatever
+    the catalog's size)."""
+    refused = await refused_credentials(session)
+    entries = config.catalog.entries()
+    counts: dict[str, int] = {}
+    matched = []
+    folded = q.casefold() if q else None
+    for entry in entries:
+        state, reason = effective_status(entry, refused)
+        counts[state] = counts.get(state, 0) + 1
+        if (
+            (status is None or state == status)
+            and (integration is None or entry.integration == integration)
+            and (folded is None or _matches(entry, folded))
+        ):
+            matched.append(ListedConnection(entry, state, reason))
+    rows = matched[offset : offset + limit]
+    ids = [r.entry.id for r in rows]
+    last = await _latest_runs(session, ids)
+    failed = await _latest_runs(session, ids, SyncRun.outcome == "failed")
+    for row in rows:
+        row.last_run, row.last_failure = last.get(row.entry.id), failed.get(row.entry.id)
+    named = {e.integration for e in entries if e.integration is not None}
+    return ConnectionPage(
+        rows=rows,
+        matched=len(matched),
+        counts=counts,
+        integrations=sorted(named | config.catalog.integrations.keys()),
+    )
+
+
+async def _latest_runs(
+    session: AsyncSession, connections: list[str], *where: ColumnElement[bool]
+) -> dict[str, SyncRun]:
+    if not connections:
+        return {}
+    latest = (
+        select(func.max(SyncRun.id))
+        .where(SyncRun.connection.in_(connections), *where)
+        .group_by(SyncRun.connection)
+    )
+    runs = await session.scalars(select(SyncRun).where(SyncRun.id.in_(latest)))
+    return {run.connection: run for run in runs.all()}
+
+
+def oauth_integrations(integrations: dict[str, IntegrationEntry]) -> list[str]:
+    """The integrations a connect link can be made for (the API's own check, per integration)."""
+    names = []
+    for name in sorted(integrations):
+        try:
+            connect.oauth_integration(integrations, name)
+        except Unprocessable:
+            continue
+        names.append(name)
+    return names
+
+
+@dataclass
 class ConnectionView:
-    name: str
-    kind: str
+    """One connection's page: the catalog's entry and what this process sees of it."""
+
+    entry: Entry
+    status: str
+    reason: str | None
     endpoint: str | None
     auth: str | None
     can_sync: bool
     receives_webhooks: bool
+    can_reauthorise: bool
+    settings: dict[str, Any]
+    """Secrets masked by their models, URL passwords and query values by :func:`mask_urls`."""
     breaker: str | None = None
     consecutive_failures: int = 0
     budgets: dict[str, int | None] = field(default_factory=dict)
@@ -114,18 +245,23 @@ class ConnectionView:
     credential_expires_at: datetime | None = None
     sync: dict[str, Any] = field(default_factory=dict)
     runs: list[SyncRun] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    deliveries: list[WebhookDelivery] = field(default_factory=list)
 
     @property
     def last_run(self) -> SyncRun | None:
         return self.runs[0] if self.runs else None
 
     @property
-    def status(self) -> tuple[str, str]:
-        """A one-word summary and its tone (``good``, ``warn``, ``bad``, ``idle``)."""
+    def tone(self) -> str:
+        return STATUS_TONES.get(self.status, "idle")
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """A one-word summary of its calls and syncs and its tone (``good``, ``warn``,
+        ``bad``, ``idle``)."""
         if self.breaker == "open":
             return "down", "bad"
-        if self.credential_state == "needs_reauth":
-            return "needs re-auth", "bad"
         if self.credential_state == "error":
             return "credential error", "bad"
         last = self.last_run
@@ -140,34 +276,72 @@ class ConnectionView:
         return "ok", "good"
 
 
-async def connections(
-    session: AsyncSession, config: Config, outbound: Outbound | None, *, runs: int = 8
-) -> list[ConnectionView]:
-    views = []
-    for name, conn in sorted(config.connections.items()):
-        auth = getattr(conn, "auth", None)
-        view = ConnectionView(
-            name=name,
-            kind=conn.kind,
-            endpoint=public_endpoint(conn),
-            auth=getattr(auth, "type", None),
-            can_sync=config.provider_of(conn).syncer is not None,
-            receives_webhooks=config.provider_of(conn).receiver is not None,
-        )
-        if outbound is not None and name in outbound.names:
-            status = await outbound.status(name)
-            view.breaker = status.breaker
-            view.consecutive_failures = status.consecutive_failures
-            view.budgets = dict(status.budgets)
-            if status.credentials is not None:
-                view.credential_state = status.credentials.state
-                view.credential_detail = status.credentials.detail
-                view.credential_expires_at = status.credentials.expires_at
-        if view.can_sync:
-            view.sync = await syncs_service.connection_summary(session, config, name)
-            view.runs = await syncs_service.list_runs(session, name, limit=runs)
-        views.append(view)
-    return views
+JOB_STATES = ("pending", "running", "dead")
+
+
+async def connection_view(
+    session: AsyncSession,
+    config: Config,
+    outbound: Outbound | None,
+    entry: Entry,
+    *,
+    runs: int,
+    jobs: int,
+    deliveries: int,
+) -> ConnectionView:
+    conn = entry.settings
+    provider = config.provider_of(conn)
+    status: ConnectionStatus | None = None
+    if outbound is not None and entry.id in outbound.names:
+        status = await outbound.status(entry.id)
+    refused = await refused_credentials(session)
+    state, reason = effective_status(entry, refused)
+    creds = status.credentials if status is not None else None
+    if state == "ok" and creds is not None and creds.state == "needs_reauth":
+        state, reason = "needs_reauth", creds.detail  # this process saw it before the table
+    view = ConnectionView(
+        entry=entry,
+        status=state,
+        reason=reason,
+        endpoint=public_endpoint(conn),
+        auth=getattr(getattr(conn, "auth", None), "type", None),
+        can_sync=provider.syncer is not None,
+        receives_webhooks=provider.receiver is not None,
+        can_reauthorise=entry.integration in oauth_integrations(config.catalog.integrations),
+        settings=mask_urls(masked_settings(conn)),
+    )
+    if status is not None:
+        view.breaker = status.breaker
+        view.consecutive_failures = status.consecutive_failures
+        view.budgets = dict(status.budgets)
+        if status.credentials is not None:
+            view.credential_state = status.credentials.state
+            view.credential_detail = status.credentials.detail
+            view.credential_expires_at = status.credentials.expires_at
+    if view.can_sync:
+        view.sync = await syncs_service.connection_summary(session, config, entry.id)
+        view.runs = await syncs_service.list_runs(session, entry.id, limit=runs)
+    view.jobs = await connection_jobs(session, entry.id, limit=jobs)
+    recent = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.connection == entry.id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(deliveries)
+    )
+    view.deliveries = list(recent.all())
+    return view
+
+
+async def connection_jobs(session: AsyncSession, connection_id: str, *, limit: int) -> list[Job]:
+    """The connection's queued, running and dead jobs (every job kind that acts for a
+    connection names its id as ``payload["connection"]``), newest first."""
+    stmt = (
+        select(Job)
+        .where(json_text(Job.payload, "connection") == connection_id, Job.state.in_(JOB_STATES))
+        .order_by(Job.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 # --- jobs ---------------------------------------------------------------------------------------
