@@ -348,3 +348,9 @@ async def test_a_refused_refresh_token_flags_the_connection_until_reauthorised(
     assert back["outcome"] == "reauthorised" and back["connection"] == cid
     assert (await client.get(f"/connections/{cid}")).json()["status"] == "ok"
     assert (await client.get(f"/proxy/{cid}/crm/v3/objects/contacts")).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["http://[", "http://x:99999/", "ftp://x/", "/relative", "http://"])
+async def test_a_bad_return_url_is_a_422(client: httpx.AsyncClient, url: str) -> None:
+    r = await client.post("/connect/sessions", json={"integration": "hs", "return_url": url})
+    assert r.status_code == 422 and "return_url" in str(r.json()["detail"])

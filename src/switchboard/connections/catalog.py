@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, TypeAdapter, ValidationError
 
 from switchboard.connectors.base import Provider
 from switchboard.providers import PROVIDERS
-from switchboard.settings import ConnectionSettings
+from switchboard.settings import ConnectionSettings, mask_urls
 
 if TYPE_CHECKING:
     Connection = ConnectionSettings
@@ -162,8 +162,9 @@ def revealed(settings: ConnectionSettings) -> dict[str, Any]:
 
 
 def masked_settings(settings: ConnectionSettings) -> dict[str, Any]:
-    """A connection's settings for display: secrets masked by their models."""
-    data: dict[str, Any] = settings.model_dump(mode="json")
+    """A connection's settings for display: secrets masked by their models, URL passwords and
+    query values by :func:`~switchboard.settings.mask_urls`."""
+    data: dict[str, Any] = mask_urls(settings.model_dump(mode="json"))
     return data
 
 

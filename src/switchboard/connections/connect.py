@@ -94,9 +94,24 @@ def oauth_integration(integrations: dict[str, IntegrationEntry], name: str) -> I
 def check_return_url(url: str | None) -> None:
     if url is None:
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise Unprocessable("return_url: an absolute http(s) URL", loc=("body", "return_url"))
+
+
+def public_base(public_url: str | None, request_base: str) -> str:
+    """Where browsers reach this hub: ``SWITCHBOARD_PUBLIC_URL`` behind a proxy, else the
+    address the request came to."""
+    return (public_url or request_base).rstrip("/")
+
+
+def link(base: str, token: str) -> str:
+    """A connect session's link."""
+    return f"{base}/connect/{token}"
 
 
 async def new_session(

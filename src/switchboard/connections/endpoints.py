@@ -191,9 +191,7 @@ connect_router = APIRouter(tags=["connect"])
 
 
 def _base_url(request: Request, config: Config) -> str:
-    """Where browsers reach this hub: ``SWITCHBOARD_PUBLIC_URL`` behind a proxy, else the
-    address the request came to."""
-    return (config.settings.public_url or str(request.base_url)).rstrip("/")
+    return connect.public_base(config.settings.public_url, str(request.base_url))
 
 
 @connect_router.post(
@@ -229,7 +227,7 @@ async def create_connect_session(
             connection=target,
         )
     return ConnectSessionOut(
-        token=token, url=f"{_base_url(request, config)}/connect/{token}", expires_at=row.expires_at
+        token=token, url=connect.link(_base_url(request, config), token), expires_at=row.expires_at
     )
 
 

@@ -430,8 +430,9 @@ async def sync_now(
 def _connect_url(request: Request, config: CurrentConfig, token: str) -> str:
     """The link as ``POST /connect/sessions`` answers it: under ``SWITCHBOARD_PUBLIC_URL``
     behind a proxy, else the address the console was reached at."""
-    base = (config.settings.public_url or str(request.base_url)).rstrip("/")
-    return f"{base}/connect/{token}"
+    return connect.link(
+        connect.public_base(config.settings.public_url, str(request.base_url)), token
+    )
 
 
 def _connect_form(

@@ -28,7 +28,6 @@ from switchboard.jobs import queue
 from switchboard.jobs.schedules import align
 from switchboard.models import Credential, Job, SyncRun, Task, User, WebhookDelivery
 from switchboard.reports import service as reports_service
-from switchboard.settings import mask_urls
 from switchboard.syncs import service as syncs_service
 from switchboard.users.service import JOB_KIND as USERS_JOB_KIND
 from switchboard.users.service import job_key as user_job_key
@@ -308,7 +307,7 @@ async def connection_view(
         can_sync=provider.syncer is not None,
         receives_webhooks=provider.receiver is not None,
         can_reauthorise=entry.integration in oauth_integrations(config.catalog.integrations),
-        settings=mask_urls(masked_settings(conn)),
+        settings=masked_settings(conn),
     )
     if status is not None:
         view.breaker = status.breaker
