@@ -103,8 +103,8 @@ async def load(
     db: Database, box: SecretBox, previous: Mapping[str, Entry] | None = None
 ) -> tuple[list[Entry], list[IntegrationEntry], int]:
     """Every stored connection and integration, and the version they are at. An entry of
-    ``previous`` whose row and integration have not changed since (by ``updated_at``) is kept
-    as it is: a reload after one change decrypts and validates that one connection, not all."""
+    ``previous`` whose row and integration have not changed since (by ``updated_at``, and its
+    status and alias, which some writers change alone) is kept as it is: a reload after one change decrypts and validates that one connection, not all."""
     async with db.read_session() as session:
         version = await current_version(session, STORE)
         irows = (await session.scalars(select(Integration))).all()
@@ -114,7 +114,13 @@ async def load(
     entries = []
     for row in crows:
         integration = integrations.get(row.integration or "")
-        stamp = (row.updated_at, integration_at.get(row.integration or ""))
+        stamp = (
+            row.updated_at,
+            row.status,
+            row.status_reason,
+            row.alias,
+            integration_at.get(row.integration or ""),
+        )
         known = (previous or {}).get(row.id)
         if known is not None and known.stamp == stamp:
             entries.append(known)
