@@ -8,16 +8,13 @@ Here the receiver is mounted on a test path of the app (same state, error handle
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import Request, Response
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -35,7 +32,7 @@ from switchboard.db import Database
 from switchboard.deps import get_db
 from switchboard.models import Job, WebhookDelivery
 from tests.connectors.pipedrive.conftest import NAME, connection, hub_config
-from tests.support import eventually
+from tests.support import eventually, serve_in_loop
 
 USER, PASSWORD = "hub", "s3cret-pass"
 PATH = f"/test/pipedrive-webhooks/{NAME}"
@@ -220,40 +217,10 @@ def test_echo_forms_one_change_per_field_of_ours() -> None:
     assert deleted.echo is None
 
 
-class _NoLifespan:
-    """Serve an app whose lifespan the test already runs."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 async def hub_url(mounted: Any) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            _NoLifespan(mounted), host="127.0.0.1", port=0, log_config=None, access_log=False
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or task.done():
-            raise RuntimeError("hub server did not start")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
+    async with serve_in_loop(mounted) as url:
+        yield url
 
 
 async def test_the_simulators_webhooks_reach_the_hub(
