@@ -152,7 +152,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def wait_all(receiver: Receiver, names: list[str], expected: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
-    seen: dict[str, set[str]] = {n: set() for n in names}
+    seen = {n: {str(d["id"]) for d in receiver.got[n] if d["status"] == 200} for n in names}
     while time.monotonic() < deadline:
         for n, new in (await receiver.poll(names)).items():
             seen[n].update(str(d["id"]) for d in new if d["status"] == 200)
