@@ -17,6 +17,7 @@ connections (``client.Pool``); the timeout bounds connect, write and read in all
 after a worker died and a resend, so a receiver can deduplicate on it. What an attempt
 recorded (the attempt log, the subscription's failure clock, a disable) commits with the job's
 outcome (``JobContext.on_outcome``): no attempt is logged for a job whose outcome was lost.
+The attempt rows of every job one transaction records go in at its commit, in one statement.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 
 import httpx
 import structlog
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_session
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.util import await_
 
 from switchboard.changes import metrics, signing
 from switchboard.changes.client import Pool, ProtocolError, Target
@@ -47,6 +50,7 @@ log = structlog.get_logger("switchboard.changes")
 
 RESPONSE_BYTES = 1024
 """How much of the receiver's answer the attempt log keeps."""
+_ATTEMPTS = "switchboard.changes.attempts"
 
 
 def message_id(event_id: int, subscription_id: str) -> str:
@@ -243,21 +247,20 @@ def _record(
             outcome = "failed"
         else:
             outcome = "retry"
-        await session.execute(
-            insert(ChangeAttempt),
-            [
-                {
-                    "event_id": event_id,
-                    "subscription_id": sub_id,
-                    "attempt": number,
-                    "outcome": outcome,
-                    "status_code": attempt.status,
-                    "error": attempt.error,
-                    "response": attempt.response,
-                    "latency_ms": attempt.latency_ms,
-                    "created_at": now,
-                }
-            ],
+        # Not a statement per attempt: the rows of every job whose outcome this transaction
+        # records go in at its commit, in one (_insert_attempts).
+        session.info.setdefault(_ATTEMPTS, []).append(
+            {
+                "event_id": event_id,
+                "subscription_id": sub_id,
+                "attempt": number,
+                "outcome": outcome,
+                "status_code": attempt.status,
+                "error": attempt.error,
+                "response": attempt.response,
+                "latency_ms": attempt.latency_ms,
+                "created_at": now,
+            }
         )
         if attempt.ok:
             if not was_failing:
@@ -287,6 +290,23 @@ def _record(
             await disable_subscription(session, sub, reason)
 
     return write
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_attempts(session: Session) -> None:
+    rows = session.info.pop(_ATTEMPTS, None)
+    if not rows:
+        return
+    proxy = async_session(session)
+    assert proxy is not None, "attempts are recorded through an AsyncSession"
+    # Runs inside the AsyncSession's commit (a greenlet), as service._sequence does.
+    await_(proxy.execute(insert(ChangeAttempt), rows))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_attempts(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_ATTEMPTS, None)
 
 
 async def disable_subscription(session: AsyncSession, sub: EventSubscription, reason: str) -> None:
