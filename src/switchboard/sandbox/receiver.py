@@ -10,8 +10,8 @@ answers as told:
   500, ``timeout`` sleeps ``delay_ms`` (default 30 s) before answering, ``429`` carries
   ``Retry-After: retry_after`` when given.
 * ``GET /sandbox/receiver/{name}/deliveries[?after=N]``: what it got, oldest first (id, type,
-  subject, seq, whether the signature verified, the answer it gave), after the first ``N`` (a
-  poller reads only what is new).
+  subject, seq, whether the signature verified, the answer it gave, the ``Host`` header), after
+  the first ``N`` (a poller reads only what is new).
 * ``DELETE /sandbox/receiver/{name}/deliveries``: forget them.
 """
 
@@ -44,6 +44,8 @@ class Delivery:
     body: dict[str, Any]
     raw: str
     received_at: float
+    host: str = ""
+    """The ``Host`` header: the name the hub was given, whatever address it connected to."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class Delivery:
             "received_at": self.received_at,
             "signature": self.signature,
             "raw": self.raw,
+            "host": self.host,
         }
 
 
@@ -129,6 +132,7 @@ class WebhookReceiver:
             body=parsed if isinstance(parsed, dict) else {},
             raw=body.decode("utf-8", "replace"),
             received_at=time.time(),
+            host=headers.get("host", ""),
         )
         with self.lock:
             endpoint.deliveries.append(delivery)
