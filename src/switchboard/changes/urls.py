@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from switchboard.changes.client import Target
 from switchboard.config import Config
@@ -25,6 +25,7 @@ from switchboard.errors import Unprocessable
 from switchboard.settings import is_loopback
 
 RECEIVER_PATH = "/sandbox/receiver/"
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class UnsafeUrl(Unprocessable):
@@ -47,9 +48,20 @@ def _parts(url: str) -> tuple[str, str, int, str, str]:
     host = parts.hostname
     if not host:
         raise UnsafeUrl("The URL has no host")
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            host = host.encode("idna").decode("ascii")  # what DNS, Host and SNI carry
+        except UnicodeError as exc:
+            raise UnsafeUrl(f"Invalid host name: {exc}") from None
     port = port or (443 if parts.scheme == "https" else 80)
-    path = parts.path or "/"
-    return parts.scheme, host, port, parts.path, path + (f"?{parts.query}" if parts.query else "")
+    # The request target as sent: what is not allowed in one percent-encoded (RFC 3986 §2),
+    # an existing %XX escape kept.
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+    return parts.scheme, host, port, parts.path, path
 
 
 def is_sandbox_receiver(config: Config, url: str) -> bool:
