@@ -97,6 +97,7 @@ class _Reading:
         self.read = 0
         self.messages = 0
         self.done = False
+        self.keep_alive = False
 
     def on_message_begin(self) -> None:
         self.messages += 1
@@ -118,6 +119,8 @@ class _Reading:
             self.status, self.headers = None, {}
             return
         self.done = True
+        # Only here: llhttp resets the flag for the next message once this one is complete.
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 def _request(target: Target, headers: dict[str, str], body: bytes) -> bytes:
@@ -221,7 +224,7 @@ class Pool:
                 raise ProtocolError(f"not an HTTP/1.1 answer: {exc}") from None
             if reading.read > BODY_LIMIT:
                 break  # not worth reading on to keep the connection
-        if reading.done and reading.messages == 1 and reading.parser.should_keep_alive():
+        if reading.done and reading.messages == 1 and reading.keep_alive:
             self._release(conn, target)
         else:
             conn.close()
