@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,11 @@ async def run(args: argparse.Namespace) -> None:
     (tmp / "switchboard.toml").write_text("# bench: no connections\n")
     url = args.database_url or f"sqlite+aiosqlite:///{tmp}/hub.db"
     env = env_for(tmp, url, args.schedule)
+    # On PostgreSQL, a schema of this run's own: a previous run's subscriptions (at receivers
+    # long gone) would otherwise get every event too, and the retries of their failures.
+    schema = f"bench_changes_{uuid.uuid4().hex[:10]}" if url.startswith("postgresql") else None
+    if schema is not None:
+        env["SWITCHBOARD_DATABASE_SCHEMA"] = schema
     receiver_proc, receiver_base = start_receiver(tmp)
     receiver = Receiver(receiver_base)
     port = free_port()
@@ -193,7 +199,7 @@ async def run(args: argparse.Namespace) -> None:
         port,
     )
     workers: list[subprocess.Popen[bytes]] = []
-    db = Database(url)
+    db = Database(url, schema=schema)
     try:
         names = [f"s{i}" for i in range(args.subscriptions)]
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -320,6 +326,9 @@ async def run(args: argparse.Namespace) -> None:
             proc.wait(timeout=30)
         api.terminate()
         api.wait(timeout=30)
+        if schema is not None:
+            async with db.engine.begin() as conn:
+                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await db.dispose()
         await receiver.http.aclose()
         stop(receiver_proc)
