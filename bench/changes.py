@@ -4,9 +4,12 @@
         [--database-url postgresql+asyncpg://...] [--outage 60] [--schedule 0,5,300,...]
 
 An API-only ``switchboard serve`` (subscriptions are made through its API, at the sandbox's
-webhook receiver, served by this process), ``--workers`` ``switchboard worker`` processes, and
-this process writing ``--events`` change events straight into the database in transactions of
-100 (as a sync page would: 1,000 objects, ten events each), noting when each commit returned.
+webhook receiver, ``switchboard sandbox --only receiver`` in a process of its own, so that the
+bench measures the hub, not the receiver's share of this process), ``--workers`` ``switchboard
+worker`` processes, and this process writing ``--events`` change events straight into the
+database in transactions of 100 (as a sync page would: 1,000 objects, ten events each), noting
+when each commit returned. The burst's row also gives the CPU each process spent per delivery
+(from ``/proc``): where the time goes on a machine whose cores they share.
 
 1. Healthy receiver: deliveries/s (events x subscriptions, from the first commit to the last
    delivery), change-to-delivery lag p50/p99 (commit returned -> the receiver got it).
@@ -32,17 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import SWITCHBOARD, append, free_port, launch, percentile
+from bench.common import SWITCHBOARD, append, free_port, launch, percentile, stop
 from switchboard.changes import service
 from switchboard.db import Database
-from switchboard.sandbox import Sandbox
-from switchboard.sandbox.receiver import WebhookReceiver
 
 BATCH = 100
 WORKER = [SWITCHBOARD]
@@ -98,26 +100,65 @@ async def write_events(
     return committed
 
 
-def delivered(receiver: WebhookReceiver, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    with receiver.lock:
-        return {n: [d.as_dict() for d in receiver.endpoint(n).deliveries] for n in names}
+class Receiver:
+    """The sandbox receiver in its own process, read through its API: each poll fetches only
+    the deliveries it has not seen."""
 
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = httpx.AsyncClient(base_url=base, timeout=60)
+        self.got: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
-async def wait_all(
-    receiver: WebhookReceiver, names: list[str], expected: int, timeout: float
-) -> float:
-    deadline = time.monotonic() + timeout
-    seen: dict[str, set[str]] = {n: set() for n in names}
-    read: dict[str, int] = dict.fromkeys(names, 0)
-    while time.monotonic() < deadline:
-        # Only what arrived since the last look: the receiver shares this process's GIL.
+    async def configure(self, name: str, **config: Any) -> None:
+        r = await self.http.put(f"/sandbox/receiver/{name}/config", json=config)
+        r.raise_for_status()
+
+    async def poll(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        new: dict[str, list[dict[str, Any]]] = {}
         for n in names:
-            with receiver.lock:
-                new = receiver.endpoint(n).deliveries[read[n] :]
-            read[n] += len(new)
-            seen[n].update(str(d.body.get("id")) for d in new if d.status == 200)
+            r = await self.http.get(
+                f"/sandbox/receiver/{n}/deliveries", params={"after": len(self.got[n])}
+            )
+            r.raise_for_status()
+            new[n] = r.json()["deliveries"]
+            self.got[n].extend(new[n])
+        return new
+
+
+def start_receiver(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()  # the receiver's; the sandbox's first port is 6 below it
+    proc = subprocess.Popen(
+        [SWITCHBOARD, "sandbox", "--only", "receiver", "--port", str(port - 6)],
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/sandbox/receiver/up/config", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("switchboard sandbox --only receiver did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_all(receiver: Receiver, names: list[str], expected: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    seen = {n: {str(d["id"]) for d in receiver.got[n] if d["status"] == 200} for n in names}
+    while time.monotonic() < deadline:
+        for n, new in (await receiver.poll(names)).items():
+            seen[n].update(str(d["id"]) for d in new if d["status"] == 200)
         if all(len(seen[n]) >= expected for n in names):
-            return max(d.received_at for n in names for d in receiver.endpoint(n).deliveries)
+            return max(d["received_at"] for n in names for d in receiver.got[n])
         await asyncio.sleep(0.2)
     raise RuntimeError(f"not every event was delivered within {timeout:.0f} s")
 
@@ -143,10 +184,13 @@ async def run(args: argparse.Namespace) -> None:
     (tmp / "switchboard.toml").write_text("# bench: no connections\n")
     url = args.database_url or f"sqlite+aiosqlite:///{tmp}/hub.db"
     env = env_for(tmp, url, args.schedule)
-    sandbox = Sandbox(only=["receiver"])
-    sandbox.start()
-    receiver = sandbox.receiver
-    assert receiver is not None
+    # On PostgreSQL, a schema of this run's own: a previous run's subscriptions (at receivers
+    # long gone) would otherwise get every event too, and the retries of their failures.
+    schema = f"bench_changes_{uuid.uuid4().hex[:10]}" if url.startswith("postgresql") else None
+    if schema is not None:
+        env["SWITCHBOARD_DATABASE_SCHEMA"] = schema
+    receiver_proc, receiver_base = start_receiver(tmp)
+    receiver = Receiver(receiver_base)
     port = free_port()
     api, base = launch(
         ["serve", "--port", str(port), "--no-runtime"],
@@ -155,7 +199,7 @@ async def run(args: argparse.Namespace) -> None:
         port,
     )
     workers: list[subprocess.Popen[bytes]] = []
-    db = Database(url)
+    db = Database(url, schema=schema)
     try:
         names = [f"s{i}" for i in range(args.subscriptions)]
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -163,12 +207,12 @@ async def run(args: argparse.Namespace) -> None:
                 r = await client.post(
                     "/event-subscriptions",
                     json={
-                        "url": f"{sandbox.urls['receiver']}/sandbox/receiver/{name}",
+                        "url": f"{receiver_base}/sandbox/receiver/{name}",
                         "event_types": ["contact.*"],
                     },
                 )
                 r.raise_for_status()
-                receiver.endpoint(name).secret = r.json()["secret"]
+                await receiver.configure(name, secret=r.json()["secret"])
         for _ in range(args.workers):
             workers.append(
                 subprocess.Popen(
@@ -180,10 +224,19 @@ async def run(args: argparse.Namespace) -> None:
                 )
             )
         print(f"bench directory {tmp}; writing {args.events:,} events", flush=True)
+        pids = {
+            **{f"worker {i}": w.pid for i, w in enumerate(workers)},
+            "receiver": receiver_proc.pid,
+            "API": api.pid,
+        }
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_bench = time.process_time()
         started = time.time()
         committed = await write_events(db, args.events, 0)
         finished = await wait_all(receiver, names, args.events, timeout=600)
-        got = delivered(receiver, names)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu["bench (writer, poller)"] = time.process_time() - cpu_bench
+        got = receiver.got
         lags = [
             d["received_at"] - committed[str(d["data"]["n"])]
             for items in got.values()
@@ -193,6 +246,9 @@ async def run(args: argparse.Namespace) -> None:
         total = args.events * len(names)
         rate = total / (finished - started)
         healthy = checks(got)
+        per_delivery = "; ".join(
+            f"{name} {seconds / total * 1e6:.0f} µs" for name, seconds in cpu.items()
+        )
         rows = [
             [
                 "healthy",
@@ -200,7 +256,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"{rate:,.0f}",
                 f"{percentile(lags, 50) * 1000:.0f} ms",
                 f"{percentile(lags, 99) * 1000:.0f} ms",
-                ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in healthy.items()),
+                ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in healthy.items())
+                + f"; CPU per delivery: {per_delivery}",
             ]
         ]
         print(rows[0], flush=True)
@@ -211,7 +268,7 @@ async def run(args: argparse.Namespace) -> None:
                 db, args.trickle * 10, start, batch_size=10, per_second=args.trickle
             )
             await wait_all(receiver, names, start + args.trickle * 10, timeout=600)
-            got = delivered(receiver, names)
+            got = receiver.got
             lags = [
                 d["received_at"] - committed[str(d["data"]["n"])]
                 for items in got.values()
@@ -232,15 +289,15 @@ async def run(args: argparse.Namespace) -> None:
             args.events += args.trickle * 10  # the outage's events are numbered after these
         if args.outage:
             for name in names:
-                receiver.endpoint(name).mode = "fail"
+                await receiver.configure(name, mode="fail")
             down_at = time.time()
             await write_events(db, 2000, args.events)
             await asyncio.sleep(max(0.0, args.outage - (time.time() - down_at)))
             for name in names:
-                receiver.endpoint(name).mode = "ok"
+                await receiver.configure(name, mode="ok")
             back = time.time()
             done = await wait_all(receiver, names, args.events + 2000, timeout=3600)
-            after = checks(delivered(receiver, names))
+            after = checks(receiver.got)
             rows.append(
                 [
                     f"receiver down {args.outage:g} s",
@@ -269,8 +326,12 @@ async def run(args: argparse.Namespace) -> None:
             proc.wait(timeout=30)
         api.terminate()
         api.wait(timeout=30)
+        if schema is not None:
+            async with db.engine.begin() as conn:
+                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await db.dispose()
-        sandbox.stop()
+        await receiver.http.aclose()
+        stop(receiver_proc)
 
 
 def main() -> None:

@@ -140,6 +140,31 @@ async def test_given_up_after_the_last_step_then_recovered(
     assert r.json() == {"queued": 0}
 
 
+async def test_an_answer_later_than_the_timeout_is_retried_and_logged(
+    client: httpx.AsyncClient, subscriber: Subscriber
+) -> None:
+    sub = await subscriber.subscribe("late", ["contact.created"])
+    endpoint = subscriber.endpoint("late")
+    endpoint.mode, endpoint.times, endpoint.delay_ms = "timeout", 1, 5_000  # timeout: 1 s
+    await _contact(client, "late@example.com")
+    first, second = await subscriber.received("late", 2)
+    assert second["webhook_id"] == first["webhook_id"]
+
+    async def logged() -> bool:
+        return len(await _attempts(client, sub["id"])) == 2
+
+    await eventually(logged)
+    timed_out, delivered = await _attempts(client, sub["id"])
+    assert (timed_out["outcome"], timed_out["error"], timed_out["status_code"]) == (
+        "retry",
+        "timed out",
+        None,
+    )
+    assert 900 <= timed_out["latency_ms"] < 4_000
+    assert (delivered["outcome"], delivered["status_code"]) == ("succeeded", 200)
+    assert delivered["response"] == '{"received":true}'  # the receiver's answer, as sent
+
+
 async def test_resend_delivers_the_same_event_again(
     client: httpx.AsyncClient, subscriber: Subscriber
 ) -> None:

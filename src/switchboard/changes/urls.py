@@ -6,8 +6,10 @@ allow_private_urls`` or ``SWITCHBOARD_EVENTS_ALLOW_PRIVATE_URLS``), because a su
 is a request the hub makes on the caller's behalf from inside its network (SSRF). Every address
 the host resolves to is checked (a name with one public and one private address is refused),
 at creation and again before each delivery (a name may be re-pointed after it was accepted).
-The sandbox's receiver (``/sandbox/receiver/…`` on a loopback address) is always allowed while
-the sandbox is enabled: the zero-config demo subscribes it.
+A delivery connects to the address its check passed (:func:`target`), never to a second
+resolution of the name, which could be re-pointed in between (DNS rebinding). The sandbox's
+receiver (``/sandbox/receiver/…`` on a loopback address) is always allowed while the sandbox
+is enabled: the zero-config demo subscribes it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from switchboard.changes.client import Target
 from switchboard.config import Config
 from switchboard.errors import Unprocessable
 from switchboard.settings import is_loopback
 
 RECEIVER_PATH = "/sandbox/receiver/"
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class UnsafeUrl(Unprocessable):
@@ -32,7 +36,8 @@ def private_allowed(config: Config) -> bool:
     return config.settings.events_allow_private_urls or config.hub.events.allow_private_urls
 
 
-def _parts(url: str) -> tuple[str, int, str]:
+def _parts(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, path, path with the query)"""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -43,11 +48,24 @@ def _parts(url: str) -> tuple[str, int, str]:
     host = parts.hostname
     if not host:
         raise UnsafeUrl("The URL has no host")
-    return host, port or (443 if parts.scheme == "https" else 80), parts.path
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            host = host.encode("idna").decode("ascii")  # what DNS, Host and SNI carry
+        except UnicodeError as exc:
+            raise UnsafeUrl(f"Invalid host name: {exc}") from None
+    port = port or (443 if parts.scheme == "https" else 80)
+    # The request target as sent: what is not allowed in one percent-encoded (RFC 3986 §2),
+    # an existing %XX escape kept.
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+    return parts.scheme, host, port, parts.path, path
 
 
 def is_sandbox_receiver(config: Config, url: str) -> bool:
-    host, _, path = _parts(url)
+    _, host, _, path, _ = _parts(url)
     return config.settings.sandbox and is_loopback(host) and path.startswith(RECEIVER_PATH)
 
 
@@ -71,20 +89,36 @@ def _refused(address: str) -> str | None:
 
 async def check(config: Config, url: str) -> None:
     """Raise :class:`UnsafeUrl` unless events may be delivered to ``url`` now."""
-    host, port, _ = _parts(url)
-    if private_allowed(config) or is_sandbox_receiver(config, url):
-        return
+    _parts(url)
+    if not (private_allowed(config) or is_sandbox_receiver(config, url)):
+        await target(config, url)
+
+
+async def target(config: Config, url: str) -> Target:
+    """Where a delivery to ``url`` connects now: the host resolved once and every address
+    checked (unless private URLs are allowed); raises :class:`UnsafeUrl`."""
+    scheme, host, port, _, path = _parts(url)
+    checked = not (private_allowed(config) or is_sandbox_receiver(config, url))
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"The URL's host does not resolve: {exc}") from None
-    for *_, sockaddr in infos:
-        reason = _refused(str(sockaddr[0]))
+        addresses = [str(ipaddress.ip_address(host))]  # a literal: nothing to resolve
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UnsafeUrl(f"The URL's host does not resolve: {exc}") from None
+        addresses = [str(sockaddr[0]) for *_, sockaddr in infos]
+    if not addresses:
+        raise UnsafeUrl("The URL's host does not resolve")
+    for address in addresses if checked else ():
+        reason = _refused(address)
         if reason is not None:
             raise UnsafeUrl(
-                f"The URL's host resolves to a {reason} address ({sockaddr[0]}); set "
+                f"The URL's host resolves to a {reason} address ({address}); set "
                 "[events] allow_private_urls = true to allow it"
             )
+    return Target(scheme=scheme, host=host, port=port, address=addresses[0], path=path)
 
 
 def check_scheme(url: str) -> None:

@@ -11,6 +11,7 @@ from html import escape
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -264,6 +265,13 @@ async def open_connect_link(
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
+def _token_client() -> httpx.AsyncClient:
+    """For the code exchange and the account lookup: bounded, no redirects followed."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0), limits=httpx.Limits(max_connections=10), follow_redirects=False
+    )
+
+
 @connect_router.get(
     connect.CALLBACK_PATH,
     response_class=HTMLResponse,
@@ -274,7 +282,7 @@ async def oauth_callback(request: Request, config: CurrentConfig) -> Response:
     or re-authorised, and the browser sent to the ``return_url``."""
     params = {k: v[:4000] for k, v in request.query_params.items()}
     outbound: Outbound = request.app.state.outbound
-    http = outbound.plain_client("connect", timeout=15.0, connections=10)
+    http = outbound.plain_client("connect", _token_client)
     try:
         done = await connect.finish(
             get_db(request),

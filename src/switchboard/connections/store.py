@@ -104,7 +104,8 @@ async def load(
 ) -> tuple[list[Entry], list[IntegrationEntry], int]:
     """Every stored connection and integration, and the version they are at. An entry of
     ``previous`` whose row and integration have not changed since (by ``updated_at``, and its
-    status and alias, which some writers change alone) is kept as it is: a reload after one change decrypts and validates that one connection, not all."""
+    status and alias, which some writers change alone) is kept as it is: a reload after one
+    change decrypts and validates that one connection, not all."""
     async with db.read_session() as session:
         version = await current_version(session, STORE)
         irows = (await session.scalars(select(Integration))).all()

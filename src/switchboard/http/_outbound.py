@@ -7,7 +7,7 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +29,13 @@ from switchboard.settings import ConnectionBase
 
 if TYPE_CHECKING:
     from switchboard.config import Config
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closeable)
 
 _by_database: weakref.WeakKeyDictionary[Database, Outbound] = weakref.WeakKeyDictionary()
 
@@ -83,7 +90,7 @@ class Outbound:
         self._box: SecretBox | None = None
         self._clients: dict[str, ConnectionClient] = {}
         self._http: list[httpx.AsyncClient] = []
-        self._plain: dict[str, httpx.AsyncClient] = {}
+        self._plain: dict[str, _Closeable] = {}
         if db is not None:
             _by_database[db] = self
         self._retired: list[httpx.AsyncClient] = []
@@ -144,24 +151,17 @@ class Outbound:
         self._clients[name] = client
         return client
 
-    def plain_client(
-        self, purpose: str, *, timeout: float, connections: int = 100
-    ) -> httpx.AsyncClient:
+    def plain_client(self, purpose: str, factory: Callable[[], _C]) -> _C:
         """A client for calls that belong to no connection (outbound webhooks to URLs the API
-        was given): one per ``purpose``, no redirects followed, closed with the others.
-        ``timeout`` bounds each call's connect, write and read, not its wait for one of the
-        ``connections`` (the caller bounds how many calls it makes at once)."""
+        was given), made by ``factory`` on first use: one per ``purpose`` (its caller knows its
+        type), closed (``aclose()``) with the others. The caller brings the client, so it can
+        be one that connects to addresses it checked itself (SSRF) and this layer stays
+        ignorant of what it is for."""
         client = self._plain.get(purpose)
         if client is None:
-            client = self._plain[purpose] = httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout, pool=None),
-                limits=httpx.Limits(
-                    max_connections=connections, max_keepalive_connections=connections
-                ),
-                follow_redirects=False,
-            )
-            self._http.append(client)
-        return client
+            made = self._plain[purpose] = factory()
+            return made
+        return cast(_C, client)  # one purpose, one factory: the type it made
 
     async def status(self, name: str) -> ConnectionStatus:
         client = self.client(name)
@@ -179,6 +179,8 @@ class Outbound:
         self._unsubscribe()
         for http in [*self._http, *self._retired]:
             await http.aclose()
+        for plain in self._plain.values():
+            await plain.aclose()
         self._http.clear()
         self._retired.clear()
         self._clients.clear()

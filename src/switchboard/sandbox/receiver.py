@@ -9,8 +9,9 @@ answers as told:
   to the next ``times`` deliveries (default: all until changed), 200 afterwards; ``fail`` is a
   500, ``timeout`` sleeps ``delay_ms`` (default 30 s) before answering, ``429`` carries
   ``Retry-After: retry_after`` when given.
-* ``GET /sandbox/receiver/{name}/deliveries``: what it got, oldest first (id, type, subject,
-  seq, whether the signature verified, the answer it gave).
+* ``GET /sandbox/receiver/{name}/deliveries[?after=N]``: what it got, oldest first (id, type,
+  subject, seq, whether the signature verified, the answer it gave, the ``Host`` header), after
+  the first ``N`` (a poller reads only what is new).
 * ``DELETE /sandbox/receiver/{name}/deliveries``: forget them.
 """
 
@@ -43,6 +44,8 @@ class Delivery:
     body: dict[str, Any]
     raw: str
     received_at: float
+    host: str = ""
+    """The ``Host`` header: the name the hub was given, whatever address it connected to."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class Delivery:
             "received_at": self.received_at,
             "signature": self.signature,
             "raw": self.raw,
+            "host": self.host,
         }
 
 
@@ -128,6 +132,7 @@ class WebhookReceiver:
             body=parsed if isinstance(parsed, dict) else {},
             raw=body.decode("utf-8", "replace"),
             received_at=time.time(),
+            host=headers.get("host", ""),
         )
         with self.lock:
             endpoint.deliveries.append(delivery)
@@ -169,5 +174,9 @@ class WebhookReceiver:
             if request.method == "DELETE":
                 endpoint.deliveries.clear()
                 return Response(status_code=204)
-            items = [d.as_dict() for d in endpoint.deliveries]
+            try:
+                after = max(0, int(request.query_params.get("after", "0")))
+            except ValueError:
+                return JSONResponse({"detail": "after is a number of deliveries"}, 422)
+            items = [d.as_dict() for d in endpoint.deliveries[after:]]
         return JSONResponse({"deliveries": items})
