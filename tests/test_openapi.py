@@ -13,7 +13,8 @@ import pytest
 
 from switchboard.config import HubConfig
 
-OPEN = {"/health", "/ready", "/metrics"}
+OPEN = {"/health", "/ready", "/metrics", "/connect/{token}", "/oauth/callback"}
+"""No API key: probes, and the connect flow's browser pages (the link's token is the key)."""
 JSON = {"content-type": "application/json"}
 
 

@@ -59,8 +59,9 @@ def create_app(
         )
         app.state.db = db
         # The connections file's connections stored, every stored one loaded, and kept in step.
-        await connections_store.attach(config, db)
+        attached = await connections_store.attach(config, db)
         watcher, owns_watcher = connections_store.watcher_for(config, db)
+        watcher.attached = watcher.attached and attached
         if owns_watcher:
             watcher.start()
         # Before the runtime and the readiness checks, which find it by the database.

@@ -76,7 +76,10 @@ async def test_connections_show_breaker_budget_and_credentials(
     one = (await client.get("/connections/crm")).json()
     assert one["outbound"]["credentials"]["state"] == "needs_reauth"
     assert "refresh token" in one["outbound"]["credentials"]["detail"]
-    items = {i["name"]: i for i in (await client.get("/connections")).json()["items"]}
+    items = {
+        i["name"]: i
+        for i in (await client.get("/connections", params={"detail": "true"})).json()["items"]
+    }
     assert items["crm"]["outbound"]["credentials"]["state"] == "needs_reauth"
     assert items["static"]["outbound"]["credentials"] == {
         "type": "token",

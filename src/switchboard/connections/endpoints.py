@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.config import Config
@@ -232,14 +232,19 @@ async def create_connect_session(
     )
 
 
-def _page(status: int, title: str, message: str) -> HTMLResponse:
+def _page(request: Request, status: int, title: str, message: str) -> Response:
+    """A page for the end user's browser; a JSON error for a client that does not ask for
+    HTML (a script following the link, a monitor)."""
+    headers = {"Cache-Control": "no-store"}
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
     body = (
         "<!doctype html><html lang=en><meta charset=utf-8>"
         f"<title>{escape(title)} · Switchboard</title>"
         "<body style='font-family:system-ui;max-width:36rem;margin:4rem auto'>"
         f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
     )
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status, headers=headers)
 
 
 @connect_router.get(
@@ -261,7 +266,7 @@ async def open_connect_link(
             callback,
         )
     except connect.FlowError as exc:
-        return _page(exc.status, exc.title, exc.message)
+        return _page(request, exc.status, exc.title, exc.message)
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
@@ -292,13 +297,12 @@ async def oauth_callback(request: Request, config: CurrentConfig) -> Response:
             params,
         )
     except connect.FlowError as exc:
-        return _page(exc.status, exc.title, exc.message)
+        return _page(request, exc.status, exc.title, exc.message)
     await _reloaded(request, config)
     if done.return_url is None:
         verb = "connected" if done.outcome == "connected" else "re-authorised"
-        return _page(
-            200, "Connected", f"Connection {done.alias} is {verb}. You can close this page."
-        )
+        message = f"Connection {done.alias} is {verb}. You can close this page."
+        return _page(request, 200, "Connected", message)
     parts = urlsplit(done.return_url)
     extra = urlencode({"connection": done.connection, "outcome": done.outcome})
     query = "&".join(p for p in (parts.query, extra) if p)

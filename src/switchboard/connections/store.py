@@ -21,7 +21,6 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from switchboard.changes.kinds import connection_event
 from switchboard.connections.catalog import (
     EndUser,
     Entry,
@@ -149,7 +148,8 @@ async def refresh(config: Config, db: Database, box: SecretBox) -> set[str]:
 
 async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
     """Store the connections file's integrations and connections (file-managed); pause
-    file-managed connections the file no longer has. True when anything changed."""
+    file-managed connections the file no longer has. True when anything changed. No change
+    event: the file is configuration read at start, not a change made while running."""
     now = utcnow()
     changed = False
     async with db.session() as session:
@@ -184,7 +184,6 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
                 irow.updated_at = now
                 changed = True
         in_file = {e.id for e in config.catalog.entries() if e.file_managed}
-        events: list[tuple[str, ConnectionRow, list[str]]] = []
         rows = {r.id: r for r in (await session.scalars(select(ConnectionRow))).all()}
         for entry in config.catalog.entries():
             if not entry.file_managed:
@@ -221,45 +220,42 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
                     **values,
                 )
                 session.add(row)
-                events.append(("connection.created", row, []))
                 changed = True
                 continue
             same = all(getattr(row, k) == v for k, v in values.items())
             stored = _unseal_or_none(box, row.config)
             if same and stored == raw and row.status_reason != REMOVED_FROM_FILE:
                 continue
-            fields = [k for k, v in values.items() if getattr(row, k) != v]
-            if stored != raw:
-                fields.append("settings")
             for key, value in values.items():
                 setattr(row, key, value)
             row.config = seal(box, raw)
             if row.status_reason == REMOVED_FROM_FILE:
                 row.status, row.status_reason = "ok", None
-                fields.append("status")
             row.updated_at = now
-            events.append(("connection.updated", row, fields))
             changed = True
         for row in rows.values():
             if row.file_managed and row.id not in in_file and row.status != "paused":
                 row.status, row.status_reason = "paused", REMOVED_FROM_FILE
                 row.updated_at = now
-                events.append(("connection.updated", row, ["status"]))
                 changed = True
         if changed:
-            await session.flush()
             await bump(session)
-        for kind, changed_row, fields in events:
-            await connection_event(session, kind, changed_row, fields)
     return changed
 
 
-async def attach(config: Config, db: Database) -> None:
-    """Store the file's connections and load every stored one into ``config.catalog``."""
+async def attach(config: Config, db: Database) -> bool:
+    """Store the file's connections and load every stored one into ``config.catalog``. False
+    when the database cannot be used yet (down, not migrated): the process starts on the file's
+    connections, and its :class:`Watcher` tries again."""
     box = load_secret_box(config.settings)
-    await store_file(config, db, box)
-    entries, integrations, version = await load(db, box)
+    try:
+        await store_file(config, db, box)
+        entries, integrations, version = await load(db, box)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("connections_unavailable", error=str(exc)[:300])
+        return False
     config.catalog.replace(entries, integrations, version)
+    return True
 
 
 _watchers: weakref.WeakKeyDictionary[Database, Watcher] = weakref.WeakKeyDictionary()
@@ -300,7 +296,14 @@ class Watcher:
         """Check now (this process just committed a change)."""
         self._poke.set()
 
+    attached = True
+    """False while the start-up :func:`attach` has not succeeded (the database was down or not
+    migrated yet): each check tries it again first."""
+
     async def check(self) -> set[str]:
+        if not self.attached:
+            await store_file(self.config, self.db, self._box)
+            self.attached = True
         return await refresh(self.config, self.db, self._box)
 
     async def stop(self) -> None:
