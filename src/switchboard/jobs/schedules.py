@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from croniter import croniter
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from switchboard import metrics
@@ -212,21 +212,29 @@ class Scheduler:
         """Whether a tick has work, read-only: most ticks find nothing due, and on SQLite a
         write transaction would hold the one writer slot (and this process's writer queue).
 
-        The earliest ``next_run_at`` read is kept, so ticks before it cost no query (with a
-        thousand schedules, sending their names every half second cost more than firing them).
-        It is read again at least every :data:`RECHECK`: another process may have stored an
-        earlier one (its definition changed there first)."""
+        The earliest ``next_run_at`` read is kept, so ticks before it cost no query; it is read
+        again at least every :data:`RECHECK` (another process may have stored an earlier one:
+        its definition changed there first). The read asks for the rows due within that
+        horizon, not for this process's names: sending a thousand names each time cost more
+        than firing their slots. Rows of schedules this process does not serve (a paused
+        connection's) are left aside here."""
         if self.retention and now.timestamp() >= self._next_prune:
             return True
         if self._next_due is not None and now < self._next_due:
             return False
+        horizon = now + RECHECK
         async with self.db.read_session() as session:
-            earliest = await session.scalar(
-                select(func.min(Schedule.next_run_at)).where(Schedule.name.in_(list(self.specs)))
-            )
-        if earliest is not None and earliest <= now:
+            rows = (
+                await session.execute(
+                    select(Schedule.name, Schedule.next_run_at).where(
+                        Schedule.next_run_at <= horizon
+                    )
+                )
+            ).all()
+        earliest = min((at for name, at in rows if name in self.specs), default=horizon)
+        if earliest <= now:
             return True
-        self._next_due = min(earliest, now + RECHECK) if earliest is not None else now + RECHECK
+        self._next_due = earliest
         return False
 
     async def start(self) -> None:
