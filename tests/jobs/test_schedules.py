@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from switchboard.config import Settings
 from switchboard.db import Database, utcnow
@@ -214,3 +215,29 @@ async def test_a_slot_another_process_moved_earlier_fires_within_the_recheck(
         fired = await scheduler.tick()
         await asyncio.sleep(0.05)
     assert fired == 1
+
+
+async def test_a_schedule_dropped_while_a_tick_fires_is_skipped(db: Database) -> None:
+    """The runtime replaces the specs when the catalog changes, in its own task, so a tick may
+    find a due row whose schedule was dropped while it waited for the database (a connection
+    paused or deleted): it is not fired, and the tick does not fail (a KeyError there ended
+    the scheduler's loop, and no slot fired again until a restart)."""
+    a, b = (ScheduleSpec(f"sync:{n}", "tick", every=timedelta(hours=1)) for n in "ab")
+    scheduler = Scheduler(db, [a, b], retention=timedelta(0))
+    await scheduler.register()
+    async with db.session() as session:
+        await session.execute(update(Schedule).values(next_run_at=utcnow() - timedelta(seconds=1)))
+
+    def paused_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT schedules.name") and " IN (" in statement:
+            scheduler.specs = {a.name: a}  # what Scheduler.replace does, from the other task
+
+    engine = db.write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", paused_meanwhile)
+    try:
+        assert await scheduler.tick() == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", paused_meanwhile)
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job))).all()
+    assert [j.key for j in jobs] == ["schedule:sync:a"]

@@ -179,7 +179,9 @@ class Scheduler:
             jobs: list[queue.NewJob] = []
             rows: list[dict[str, Any]] = []
             for name, next_run_at in due:
-                spec = self.specs[name]
+                spec = self.specs.get(name)
+                if spec is None:  # dropped by replace() while this tick waited for the rows
+                    continue
                 slot = max(spec.latest_at_or_before(now), next_run_at)
                 jobs.append(
                     queue.NewJob(
