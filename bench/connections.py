@@ -302,6 +302,9 @@ async def wait_until(t: datetime) -> None:
 
 async def run(args: argparse.Namespace) -> list[list[str]]:
     every = parse_duration(args.interval)
+    # A slot whose syncs outlast it is reported (its runs then spill into the next slot), not
+    # cut short.
+    drain_timeout = max(3 * every.total_seconds(), 900)
     tmp = Path(tempfile.mkdtemp(prefix="bench-connections-"))
     hub = start_hub(tmp, args.database_url, args.contacts, args.concurrency)
     rows: list[list[str]] = []
@@ -330,7 +333,7 @@ async def run(args: argparse.Namespace) -> list[list[str]]:
             slot_a = align(utcnow(), every) + every
             print(f"slot A at {slot_a.isoformat()}", flush=True)
             await wait_until(slot_a)
-            await wait_finished(hub.db, ids, slot_a, timeout=every.total_seconds())
+            await wait_finished(hub.db, ids, slot_a, timeout=drain_timeout)
             after_a = tick_totals(hub.metrics)
             a = await check_slot(hub.db, slot_a, every, ids)
             last_a = await last_slots(hub.db)
@@ -346,7 +349,7 @@ async def run(args: argparse.Namespace) -> list[list[str]]:
                 slot_b += every
             print(f"slot B at {slot_b.isoformat()} (outage breaker: {breaker})", flush=True)
             await wait_until(slot_b)
-            await wait_finished(hub.db, ids | {outage_id}, slot_b, timeout=every.total_seconds())
+            await wait_finished(hub.db, ids | {outage_id}, slot_b, timeout=drain_timeout)
             after_b = tick_totals(hub.metrics)
             b = await check_slot(hub.db, slot_b, every, ids)
             last_b = await last_slots(hub.db)
