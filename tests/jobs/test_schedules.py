@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from switchboard.config import Settings
 from switchboard.db import Database, utcnow
+from switchboard.jobs import schedules
 from switchboard.jobs.schedules import Scheduler, ScheduleSpec
 from switchboard.models import Job, Schedule
 
@@ -168,3 +170,74 @@ async def test_an_immediate_schedule_that_never_fired_fires_at_start(db: Databas
     scheduler = Scheduler(db, [spec], retention=timedelta(0))
     await scheduler.register()
     assert await scheduler.tick() == 1
+
+
+async def test_a_thousand_schedules_sharing_a_slot_fire_once_each(db: Database) -> None:
+    specs = [
+        ScheduleSpec(f"sync:c{i:04d}", "tick", every=timedelta(hours=1), payload={"i": i})
+        for i in range(1000)
+    ]
+    scheduler = Scheduler(db, specs, retention=timedelta(0))
+    await scheduler.register()
+    async with db.session() as session:  # the hour came
+        await session.execute(update(Schedule).values(next_run_at=utcnow() - timedelta(seconds=1)))
+    assert await scheduler.tick() == 1000
+    assert await scheduler.tick() == 0
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job))).all()
+        rows = (await session.scalars(select(Schedule))).all()
+    assert Counter(j.key for j in jobs) == {f"schedule:{s.name}": 1 for s in specs}
+    assert {j.payload["i"] for j in jobs} == set(range(1000))
+    [slot] = {j.payload["slot"] for j in jobs}
+    assert {r.last_slot for r in rows} == {datetime.fromisoformat(slot)}
+    assert {r.next_run_at for r in rows} == {specs[0].next_after(datetime.fromisoformat(slot))}
+
+
+async def test_a_slot_another_process_moved_earlier_fires_within_the_recheck(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schedules, "RECHECK", timedelta(milliseconds=300))
+    spec = ScheduleSpec("sync:x", "tick", every=timedelta(hours=1), payload={"settings": "a"})
+    scheduler = Scheduler(db, [spec], retention=timedelta(0))
+    await scheduler.register()
+    assert await scheduler.tick() == 0  # the next slot is up to an hour away
+    other_db = Database(settings.database_url, schema=settings.database_schema, pool_size=2)
+    try:  # another process, whose catalog changed first, stores the new definition
+        changed = ScheduleSpec(
+            "sync:x", "tick", every=timedelta(hours=1), payload={"settings": "b"}, immediate=True
+        )
+        await Scheduler(other_db, [changed], retention=timedelta(0)).register()
+    finally:
+        await other_db.dispose()
+    deadline = asyncio.get_running_loop().time() + 5
+    fired = 0
+    while not fired and asyncio.get_running_loop().time() < deadline:
+        fired = await scheduler.tick()
+        await asyncio.sleep(0.05)
+    assert fired == 1
+
+
+async def test_a_schedule_dropped_while_a_tick_fires_is_skipped(db: Database) -> None:
+    """The runtime replaces the specs when the catalog changes, in its own task, so a tick may
+    find a due row whose schedule was dropped while it waited for the database (a connection
+    paused or deleted): it is not fired, and the tick does not fail (a KeyError there ended
+    the scheduler's loop, and no slot fired again until a restart)."""
+    a, b = (ScheduleSpec(f"sync:{n}", "tick", every=timedelta(hours=1)) for n in "ab")
+    scheduler = Scheduler(db, [a, b], retention=timedelta(0))
+    await scheduler.register()
+    async with db.session() as session:
+        await session.execute(update(Schedule).values(next_run_at=utcnow() - timedelta(seconds=1)))
+
+    def paused_meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT schedules.name") and " IN (" in statement:
+            scheduler.specs = {a.name: a}  # what Scheduler.replace does, from the other task
+
+    engine = db.write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", paused_meanwhile)
+    try:
+        assert await scheduler.tick() == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", paused_meanwhile)
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job))).all()
+    assert [j.key for j in jobs] == ["schedule:sync:a"]

@@ -52,6 +52,22 @@ async def test_post_sync_queues_one_coalesced_job(client: httpx.AsyncClient, db:
     ]
 
 
+async def test_a_queued_full_sync_stays_full_when_a_plain_one_is_asked_for(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """A full sync waiting its turn (a run of the connection is still going) must not become a
+    plain one because the schedule's next slot, or another caller, asked for a sync meanwhile:
+    the caller who asked for the full one would never get it."""
+    full = await client.post("/connections/events/sync", params={"full": "true"})
+    plain = await client.post("/connections/events/sync")  # as the schedule's tick does
+    assert plain.json()["job_id"] == full.json()["job_id"]
+    async with db.read_session() as session:
+        jobs = (await session.scalars(select(Job).where(Job.key == "sync:events"))).all()
+    assert [(j.payload, j.state) for j in jobs] == [
+        ({"connection": "events", "full": True}, "pending")
+    ]
+
+
 async def test_unknown_connection_and_kinds_without_sync(client: httpx.AsyncClient) -> None:
     assert (await client.post("/connections/nope/sync")).status_code == 404
     assert (await client.get("/connections/nope/runs")).status_code == 404

@@ -19,6 +19,7 @@ from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
 from switchboard.jobs import RetryLater, ScheduleSpec, enqueue
+from switchboard.jobs.queue import pending_payloads
 from switchboard.models import SyncRun
 from switchboard.settings import process_alive
 from switchboard.syncs import metrics
@@ -204,12 +205,19 @@ async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | N
 
 
 async def enqueue_sync(session: AsyncSession, name: str, *, full: bool = False) -> int:
-    """Queue a sync of ``name`` (coalesced with one already pending); returns the job id."""
+    """Queue a sync of ``name`` (coalesced with one already pending); returns the job id.
+
+    A pending full sync stays full: coalescing takes the newest payload, and a plain request
+    (the schedule's next slot, while a long run holds the key) must not undo the full one."""
+    key = job_key(name)
+    if not full:
+        pending = await pending_payloads(session, JOB_KIND, [key])
+        full = bool(pending.get(key, {}).get("full", False))
     return await enqueue(
         session,
         JOB_KIND,
         {"connection": name, "full": full},
-        key=job_key(name),
+        key=key,
         coalesce=True,
     )
 
