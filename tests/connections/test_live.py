@@ -186,3 +186,28 @@ async def test_a_user_propagates_to_the_crm_connection_it_names(
     in_b = {c.properties.get("email") for c in portals["b"][0].store.active()}
     in_a = {c.properties.get("email") for c in portals["a"][0].store.active()}
     assert "moved@example.com" in in_b and "moved@example.com" not in in_a
+
+
+async def test_a_paused_crm_holds_its_users_changes_until_resumed(
+    client: httpx.AsyncClient, portals: dict[str, tuple[HubSpotSimulator, str]]
+) -> None:
+    await client.post("/integrations", json={"name": "hs", "provider": "hubspot"})
+    await make(client, "crm-p", portals["b"][1])
+    assert (await client.patch("/connections/crm-p", json={"status": "paused"})).status_code == 200
+    r = await client.post("/contacts", json={"connection": "crm-p", "email": "x@example.com"})
+    assert r.status_code == 409 and "paused" in r.json()["detail"]
+    r = await client.patch(
+        "/users/u-2", json={"email": "held@example.com", "crmConnection": "crm-p"}
+    )
+    assert r.status_code == 200
+
+    async def deferred() -> bool:
+        jobs = (await client.get("/admin/jobs", params={"kind": "users.propagate"})).json()
+        return any("paused" in (j["last_error"] or "") for j in jobs["items"])
+
+    await eventually(deferred, timeout=20)
+    assert (await client.get("/users/u-2")).json()["sync"]["state"] == "pending"
+    assert "held@example.com" not in {
+        c.properties.get("email") for c in portals["b"][0].store.active()
+    }
+    # (Resumed, the job's next look, at most a minute later, sends it: not waited for here.)

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from switchboard.connectors.fields import FIELDS as FIELDS  # re-exported: the standard fields
-from switchboard.errors import Conflict, NotFound, TerminalError, Unprocessable
+from switchboard.errors import Conflict, NotFound, RetryLater, TerminalError, Unprocessable
 from switchboard.http import ProviderRejected
 
 if TYPE_CHECKING:
@@ -107,6 +107,14 @@ class MalformedResponse(TerminalError):
     """The CRM answered something that is not the documented shape."""
 
     status_code = 502
+
+
+PAUSED_RETRY = 60.0
+"""How often a job for a paused connection looks again (its deadline still bounds it)."""
+
+
+class ConnectionPaused(Conflict):
+    """The connection is paused: nothing is sent to its provider."""
 
 
 class NotACrm(Unprocessable):
@@ -204,11 +212,14 @@ def crm_client(
 
     ``mode="request"`` bounds retry waits for an API caller (then 503 + Retry-After);
     ``mode="job"`` lets long waits become ``RetryLater``."""
-    conn = config.connection(name)
-    provider = config.provider(name)
-    if conn is None or provider is None or provider.crm is None:
+    entry = config.entry(name)
+    if entry is None or entry.provider.crm is None:
         raise NotACrm(f"No CRM connection named {name!r}")
-    return provider.crm(outbound.client(name), conn, mode)
+    if not entry.active:  # paused: its work waits (a job) or is refused (a request)
+        if mode == "job":
+            raise RetryLater(PAUSED_RETRY, reason=f"connection {name!r} is paused")
+        raise ConnectionPaused(f"Connection {name!r} is paused")
+    return entry.provider.crm(outbound.client(entry.id), entry.settings, mode)
 
 
 def json_body(response: httpx.Response, connection: str) -> Any:
