@@ -60,7 +60,7 @@ async def _out(
     if not detail:
         return ConnectionOut.of(entry)
     outbound: Outbound | None = getattr(request.app.state, "outbound", None)
-    status = await outbound.status(entry.id) if outbound and entry.id in outbound.names else None
+    status = await outbound.status(entry.id) if outbound and entry.provider.outbound else None
     out = ConnectionOut.of(entry, status)
     out.settings = masked_settings(entry.settings)
     out.sync = await connection_summary(session, config, entry.id) or None
