@@ -388,6 +388,7 @@ async def run(args: argparse.Namespace) -> list[list[str]]:
                 f"max {max(b.start_ms) - max(a.start_ms):+.0f} ms",
             ]
         )
+        rows.append(["worker peak memory (VmHWM)", _peak_rss(hub.procs[-1].pid)])
     finally:
         for proc in reversed(hub.procs):
             stop(proc)
@@ -456,6 +457,17 @@ def slot_rows(
             f"({(tick_s - fired_s) * 1000:.0f} ms)",
         ],
     ]
+
+
+def _peak_rss(pid: int) -> str:
+    """A process's peak resident memory (Linux), before it is stopped."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024:.0f} MB"
+    except OSError:
+        pass
+    return "unknown"
 
 
 def main() -> None:

@@ -302,12 +302,11 @@ async def _exchange(
 ) -> dict[str, Any]:
     oauth = BY_KIND[integ.provider].oauth
     assert oauth is not None
-    url = str(integ.settings.get("token_url") or "")
-    if not url:
-        path = oauth.token_path
-        url = path if re.match(r"https?://", path) else _default_base_url(integ).rstrip("/") + path
-        if integ.settings.get("base_url") and not re.match(r"https?://", path):
-            url = str(integ.settings["base_url"]).rstrip("/") + path
+    # The integration's token URL, else the provider's: absolute, or under the API base URL.
+    url = str(integ.settings.get("token_url") or oauth.token_path)
+    if not re.match(r"https?://", url):
+        base = integ.settings.get("base_url") or _default_base_url(integ)
+        url = str(base).rstrip("/") + url
     form = {
         "grant_type": "authorization_code",
         "code": code,
