@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.config import Config, Connection
+from switchboard.config import Config
 from switchboard.connections.catalog import Entry
 from switchboard.db import Database
 from switchboard.errors import NotFound, Unauthorized
@@ -73,12 +73,6 @@ async def _config(request: Request) -> Config:
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 CurrentConfig = Annotated[Config, Depends(_config)]
 Authenticated = [Depends(require_api_key)]
-
-
-def resolve_connection(config: Config, ref: str) -> Connection:
-    """The settings of connection ``ref`` (its id or alias); a 404 naming it otherwise (never
-    an empty answer that looks like a connection without data)."""
-    return resolve_entry(config, ref).settings
 
 
 def resolve_entry(config: Config, ref: str) -> Entry:

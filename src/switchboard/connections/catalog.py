@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
@@ -246,12 +246,6 @@ class Catalog:
     def active(self) -> dict[str, Connection]:
         """The settings of the connections that are scheduled and called (not paused)."""
         return {i: e.settings for i, e in self._entries.items() if e.active}
-
-    def with_status(self, connection_id: str, status: str, reason: str | None) -> None:
-        """This process's view of a status it just committed (others see it on reload)."""
-        entry = self._entries.get(connection_id)
-        if entry is not None:
-            self._entries[connection_id] = replace(entry, status=status, status_reason=reason)
 
 
 def file_entries(
