@@ -133,3 +133,27 @@ def wrk(base: str, seconds: int, script: str, tmp: Path, connections: int = 32) 
         "p99": p99.group(1) if p99 else "?",
         "non2xx": non2xx.group(1) if non2xx else "0",
     }
+
+
+def start_hubspot_simulator(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``switchboard sandbox --only hubspot [extra…]`` in its own process (not the bench's GIL),
+    once it answers; its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    proc = subprocess.Popen(
+        [SWITCHBOARD, "sandbox", "--only", "hubspot", "--port", str(port), *extra],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/_sandbox/hubspot/limits", timeout=1).raise_for_status()
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the simulator did not start")

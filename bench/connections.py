@@ -44,7 +44,15 @@ from typing import Any
 import httpx
 from sqlalchemy import select, text
 
-from bench.common import SWITCHBOARD, append, free_port, launch, percentile, stop
+from bench.common import (
+    SWITCHBOARD,
+    append,
+    free_port,
+    launch,
+    percentile,
+    start_hubspot_simulator,
+    stop,
+)
 from switchboard.connectors.hubspot.simulator import PRIVATE_APP_TOKEN
 from switchboard.db import Database, utcnow
 from switchboard.jobs.schedules import align
@@ -70,32 +78,9 @@ class Hub:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-def start_simulator(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``switchboard sandbox --only hubspot`` in its own process."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    proc = subprocess.Popen(
-        [SWITCHBOARD, "sandbox", "--only", "hubspot", "--port", str(port), *extra],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/_sandbox/hubspot/limits", timeout=1).raise_for_status()
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
-
-
 def start_hub(tmp: Path, database_url: str | None, contacts: int, concurrency: int) -> Hub:
     procs = []
-    hubspot_proc, hubspot = start_simulator(tmp, "--contacts", str(contacts))
+    hubspot_proc, hubspot = start_hubspot_simulator(tmp, "--contacts", str(contacts))
     procs.append(hubspot_proc)
     # Raised far above what 1,000 connections ask for: the simulator is not what is measured.
     httpx.put(
@@ -107,7 +92,7 @@ def start_hub(tmp: Path, database_url: str | None, contacts: int, concurrency: i
             "search_per_second": 1_000_000,
         },
     ).raise_for_status()
-    down_proc, down = start_simulator(tmp, "--contacts", "0", "--down", "503")
+    down_proc, down = start_hubspot_simulator(tmp, "--contacts", "0", "--down", "503")
     procs.append(down_proc)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     env.update(

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.common import SWITCHBOARD, append, free_port, percentile, start_server, stop
+from bench.common import (
+    append,
+    percentile,
+    start_hubspot_simulator,
+    start_server,
+    stop,
+)
 from switchboard.connectors.hubspot.simulator import PRIVATE_APP_TOKEN
 
 API_KEY = "bench-key-0123456789"
@@ -62,29 +67,6 @@ def timed(client: httpx.Client, url: str, count: int, warmup: int) -> list[float
     return latencies
 
 
-def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``switchboard sandbox --only hubspot`` in its own process (not this one's GIL)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    proc = subprocess.Popen(
-        [SWITCHBOARD, "sandbox", "--only", "hubspot", "--port", str(port), "--contacts", "10"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/_sandbox/hubspot/limits", timeout=1).raise_for_status()
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -92,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    simulator, hubspot = start_simulator(tmp)
+    simulator, hubspot = start_hubspot_simulator(tmp, "--contacts", "10")
     procs = [simulator]
     rows: list[list[str]] = []
     try:
