@@ -192,16 +192,18 @@ class Config:
         self.raw = raw or {}
         """Each file connection's table as written (after ``${VAR}``), what is stored."""
         self.catalog = Catalog(
-            file_entries(
-                hub.connections,
-                {k: r.model_dump(exclude_none=True) for k, r in self.registration.items()},
-                self.raw,
-            ),
+            self.file_entries(),
             [
                 IntegrationEntry(name, i.provider, i.public(), i.secret_values(), file_managed=True)
                 for name, i in hub.integrations.items()
             ],
         )
+
+    def file_entries(self) -> list[Entry]:
+        """The connections file's connections (what is stored at start), whatever the catalog
+        holds since."""
+        registration = {k: r.model_dump(exclude_none=True) for k, r in self.registration.items()}
+        return file_entries(self.hub.connections, registration, self.raw)
 
     @property
     def connections(self) -> dict[str, Connection]:

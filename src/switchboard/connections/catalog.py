@@ -88,9 +88,7 @@ class IntegrationEntry:
         base URL and defaults, the webhook secret (HubSpot signs with the app's secret), and
         an OAuth2 connection's client id, secret and token URL."""
         model = BY_KIND[self.provider].settings
-        merged: dict[str, Any] = {"kind": self.provider}
-        for key, value in self.settings.get("defaults", {}).items():
-            merged[key] = value
+        merged: dict[str, Any] = {"kind": self.provider, **self.settings.get("defaults", {})}
         if self.settings.get("base_url") and "base_url" in model.model_fields:
             merged["base_url"] = self.settings["base_url"]
         webhook_secret = self.secrets.get("webhook_secret") or self.secrets.get("client_secret")

@@ -81,9 +81,8 @@ def oauth_integration(integrations: dict[str, IntegrationEntry], name: str) -> I
             f"Integration {name!r} ({integ.provider}) has no OAuth authorize page",
             loc=("body", "integration"),
         )
-    for field in ("client_id",):
-        if not integ.settings.get(field):
-            raise Unprocessable(f"Integration {name!r} has no {field}", loc=("body", "integration"))
+    if not integ.settings.get("client_id"):
+        raise Unprocessable(f"Integration {name!r} has no client_id", loc=("body", "integration"))
     if not integ.secrets.get("client_secret"):
         raise Unprocessable(
             f"Integration {name!r} has no client_secret", loc=("body", "integration")

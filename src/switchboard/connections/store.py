@@ -183,11 +183,10 @@ async def store_file(config: Config, db: Database, box: SecretBox) -> bool:
                 irow.secrets = seal(box, secrets)
                 irow.updated_at = now
                 changed = True
-        in_file = {e.id for e in config.catalog.entries() if e.file_managed}
+        declared = config.file_entries()
+        in_file = {e.id for e in declared}
         rows = {r.id: r for r in (await session.scalars(select(ConnectionRow))).all()}
-        for entry in config.catalog.entries():
-            if not entry.file_managed:
-                continue
+        for entry in declared:
             raw = config.raw.get(entry.alias) or revealed(entry.settings)
             holder = next((r for r in rows.values() if r.alias == entry.alias), None)
             if holder is not None and holder.id != entry.id:
