@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.changes import console as change_console
 from switchboard.changes import service as change_service
+from switchboard.config import Config
 from switchboard.connections import connect
-from switchboard.connections.catalog import STATUSES
+from switchboard.connections.catalog import STATUSES, Entry
 from switchboard.connections.schemas import ConnectSessionIn, EndUserIO
 from switchboard.console import charts, security, sessions
 from switchboard.console import service as console
@@ -37,7 +38,7 @@ from switchboard.deps import CurrentConfig, DbSession, get_config, resolve_entry
 from switchboard.errors import AppError, BadRequest, NotFound, Unprocessable
 from switchboard.jobs import queue
 from switchboard.jobs import service as jobs_service
-from switchboard.models import Job, User
+from switchboard.models import ConnectSession, Job, User
 from switchboard.settings import parse_duration
 from switchboard.syncs import service as syncs_service
 
@@ -435,6 +436,28 @@ def _connect_url(request: Request, config: CurrentConfig, token: str) -> str:
     )
 
 
+def _link_page(
+    request: Request,
+    session: Session,
+    config: Config,
+    token: str,
+    row: ConnectSession,
+    integration: str,
+    connection: Entry | None,
+) -> HTMLResponse:
+    """The page that shows a new connect link (to copy or open)."""
+    return render(
+        request,
+        "connect_link.html",
+        session,
+        page="connections",
+        url=_connect_url(request, config, token),
+        row=row,
+        integration=integration,
+        connection=connection,
+    )
+
+
 def _connect_form(
     request: Request,
     session: Session,
@@ -528,16 +551,7 @@ async def create_connect_link(
         return_url=body.return_url,
         connection=None,
     )
-    return render(
-        request,
-        "connect_link.html",
-        session,
-        page="connections",
-        url=_connect_url(request, config, token),
-        row=row,
-        integration=integ.name,
-        connection=None,
-    )
+    return _link_page(request, session, config, token, row, integ.name, None)
 
 
 @router.post("/connections/{ref}/reauthorise")
@@ -564,16 +578,7 @@ async def reauthorise(
         return_url=None,
         connection=entry.id,
     )
-    return render(
-        request,
-        "connect_link.html",
-        session,
-        page="connections",
-        url=_connect_url(request, config, token),
-        row=row,
-        integration=integ.name,
-        connection=entry,
-    )
+    return _link_page(request, session, config, token, row, integ.name, entry)
 
 
 # --- jobs ---------------------------------------------------------------------------------------
