@@ -193,11 +193,26 @@ class SandboxMiddleware:
             "at": time.time(),
         }
         scope = {**scope, LOG_ENTRY: entry}
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+                self.log.record(entry)
+
+        async def send_logged(message: Message) -> None:
+            # Logged before the answer's last byte leaves: a client that has its answer finds
+            # the request in the log (a test counting requests right after a call never races).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
+            await send(message)
+
         try:
-            await self._handle(scope, receive, send, entry)
+            await self._handle(scope, receive, send_logged, entry)
         finally:
-            entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
-            self.log.record(entry)
+            record()
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, entry: dict[str, Any]
