@@ -210,4 +210,11 @@ async def test_a_paused_crm_holds_its_users_changes_until_resumed(
     assert "held@example.com" not in {
         c.properties.get("email") for c in portals["b"][0].store.active()
     }
-    # (Resumed, the job's next look, at most a minute later, sends it: not waited for here.)
+    # Resumed: the waiting job goes at once, not at its next look a minute later.
+    assert (await client.patch("/connections/crm-p", json={"status": "ok"})).status_code == 200
+
+    async def synced() -> bool:
+        return bool((await client.get("/users/u-2")).json()["sync"]["state"] == "synced")
+
+    await eventually(synced, timeout=20)  # PAUSED_RETRY is 60 s
+    assert "held@example.com" in {c.properties.get("email") for c in portals["b"][0].store.active()}

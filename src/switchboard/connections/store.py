@@ -32,9 +32,11 @@ from switchboard.connections.catalog import (
     validate,
 )
 from switchboard.connections.versions import CHANNEL, STORE, bump
+from switchboard.connectors.crm import paused_reason
 from switchboard.credentials import SecretBox, SecretKeyError, load_secret_box
 from switchboard.db import Database, utcnow
 from switchboard.events.versions import current_version
+from switchboard.jobs.queue import wake
 from switchboard.models import ConnectionRow, Integration
 
 if TYPE_CHECKING:
@@ -143,7 +145,23 @@ async def refresh(config: Config, db: Database, box: SecretBox) -> set[str]:
         return set()
     previous = {e.id: e for e in config.catalog.entries()}
     entries, integrations, version = await load(db, box, previous)
-    return config.catalog.replace(entries, integrations, version)
+    changed = config.catalog.replace(entries, integrations, version)
+    resumed = [
+        i
+        for i in changed
+        if (before := previous.get(i)) is not None
+        and not before.active
+        and (after := config.catalog.get(i)) is not None
+        and after.active
+    ]
+    if resumed:
+        # Jobs that wait for a paused connection look again a minute at a time; resumed, they go
+        # now. Woken by each process once its own catalog sees the change, so a worker never
+        # takes a woken job while it still holds the connection as paused (it would wait again).
+        async with db.session() as session:
+            for connection_id in resumed:
+                await wake(session, reason=paused_reason(connection_id))
+    return changed
 
 
 async def store_file(config: Config, db: Database, box: SecretBox) -> bool:

@@ -110,7 +110,14 @@ class MalformedResponse(TerminalError):
 
 
 PAUSED_RETRY = 60.0
-"""How often a job for a paused connection looks again (its deadline still bounds it)."""
+"""How often a job for a paused connection looks again (its deadline still bounds it).
+Resuming the connection wakes its waiting jobs at once (:func:`paused_reason`)."""
+
+
+def paused_reason(connection_id: str) -> str:
+    """The reason a job waiting for paused connection ``connection_id`` records: resuming the
+    connection brings the jobs waiting with it forward (``jobs.queue.wake``)."""
+    return f"connection {connection_id!r} is paused"
 
 
 class ConnectionPaused(Conflict):
@@ -217,7 +224,7 @@ def crm_client(
         raise NotACrm(f"No CRM connection named {name!r}")
     if not entry.active:  # paused: its work waits (a job) or is refused (a request)
         if mode == "job":
-            raise RetryLater(PAUSED_RETRY, reason=f"connection {name!r} is paused")
+            raise RetryLater(PAUSED_RETRY, reason=paused_reason(entry.id))
         raise ConnectionPaused(f"Connection {name!r} is paused")
     return entry.provider.crm(outbound.client(entry.id), entry.settings, mode)
 

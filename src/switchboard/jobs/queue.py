@@ -402,6 +402,20 @@ async def _requeue(
         await session.flush()
 
 
+async def wake(session: AsyncSession, *, reason: str, now: datetime | None = None) -> int:
+    """Bring forward the pending jobs that wait with ``reason`` (a ``RetryLater`` whose cause
+    is gone, such as a resumed connection): due now instead of at their next look. How many."""
+    now = now or utcnow()
+    stmt = (
+        update(Job)
+        .where(Job.state == "pending", Job.run_at > now, Job.last_error == reason)
+        .values(run_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def reap(
     session: AsyncSession, *, now: datetime | None = None, default_max_attempts: int = 10
 ) -> int:
