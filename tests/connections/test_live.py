@@ -4,15 +4,16 @@ one's data stays its own, a rename keeps every public id, a pause stops the sche
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from switchboard.config import HubConfig
+from switchboard.config import HubConfig, Settings
 from switchboard.connectors.hubspot.simulator import HubSpotSimulator
 from switchboard.connectors.hubspot.simulator.tokens import PRIVATE_APP_TOKEN
-from tests.support import eventually
+from tests.support import API_KEY, Backend, eventually, make_settings
 
 TOKEN = {"type": "token", "token": PRIVATE_APP_TOKEN}
 
@@ -25,6 +26,12 @@ def runtime_enabled() -> bool:
 @pytest.fixture
 def hub_config() -> HubConfig:
     return HubConfig()
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    # A breaker opened by a test's outage lets a probe through within the test.
+    return make_settings(backend, tmp_path, api_keys=[API_KEY], http_breaker_cooldown=1.0)
 
 
 @pytest.fixture
@@ -218,3 +225,66 @@ async def test_a_paused_crm_holds_its_users_changes_until_resumed(
 
     await eventually(synced, timeout=20)  # PAUSED_RETRY is 60 s
     assert "held@example.com" in {c.properties.get("email") for c in portals["b"][0].store.active()}
+
+
+async def test_three_failed_syncs_in_a_row_set_status_error_until_one_succeeds(
+    client: httpx.AsyncClient, portals: dict[str, tuple[HubSpotSimulator, str]]
+) -> None:
+    await client.post("/integrations", json={"name": "hs", "provider": "hubspot"})
+    sim = portals["a"][0]
+    cid = await make(client, "flaky", portals["a"][1])
+
+    async def finished_runs() -> list[dict[str, Any]]:
+        items = (await client.get(f"/connections/{cid}/runs", params={"limit": 200})).json()
+        return [run for run in items["items"] if run["finished_at"] is not None]
+
+    async def sync_once() -> dict[str, Any]:
+        before = len(await finished_runs())
+        assert (await client.post(f"/connections/{cid}/sync")).status_code == 202
+        await eventually(lambda: _at_least(lambda: _count(finished_runs), before + 1), timeout=20)
+        return (await finished_runs())[0]
+
+    async def status_changes() -> list[tuple[str, str | None]]:
+        """The status changes, as the events written with them say (in their transaction)."""
+        params = {"type": "connection.updated", "connection": cid}
+        events = (await client.get("/changes", params=params)).json()["items"]
+        assert all(e["data"]["changed"] == ["status"] for e in events)
+        return [
+            (e["data"]["connection"]["status"], e["data"]["connection"]["status_reason"])
+            for e in events
+        ]
+
+    def status_is(wanted: str) -> Callable[[], Any]:
+        async def check() -> bool:
+            body = (await client.get(f"/connections/{cid}")).json()
+            return bool(body["status"] == wanted)
+
+        return check
+
+    await eventually(lambda: _at_least(lambda: _count(finished_runs), 1), timeout=20)
+    sim.faults.update(error_rate=1.0, error_status=500)
+    for n in range(3):
+        run = await sync_once()
+        assert run["outcome"] == "failed", run
+        if n < 2:
+            assert await status_changes() == []  # one or two failures are not a status
+    [(state, reason)] = await status_changes()
+    assert state == "error" and reason is not None and "3 syncs failed in a row" in reason
+    await eventually(status_is("error"))  # every process's catalog, within its poll
+    # A status change is not a settings change: the client, and its open breaker, stay.
+    detail = (await client.get(f"/connections/{cid}")).json()
+    assert detail["outbound"]["breaker"] == "open", detail
+    listed = (await client.get("/connections", params={"status": "error"})).json()["items"]
+    assert [c["id"] for c in listed] == [cid]
+    sim.faults.clear()
+
+    async def a_sync_succeeds() -> bool:  # once the open breaker's cooldown (1 s) has passed
+        return bool((await sync_once())["outcome"] == "succeeded")
+
+    await eventually(a_sync_succeeds, timeout=20)
+    assert (await status_changes())[1:] == [("ok", None)]
+    await eventually(status_is("ok"))
+
+
+async def _count(items: Callable[[], Any]) -> int:
+    return len(await items())

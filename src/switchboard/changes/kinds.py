@@ -44,7 +44,8 @@ TYPES: dict[str, str] = {
     "event_subscription.disabled": "A subscription was disabled (410, or failing for days).",
     "connection.created": "A connection was added (API, connect flow or connections file).",
     "connection.updated": "A connection's alias, end user, tags, settings, credentials or "
-    "status changed (`changed` names them; `paused`/`ok` in `status`).",
+    "status changed (`changed` names them; `paused`/`ok` in `status`, and `error` after "
+    "three failed syncs in a row, `ok` again after the next good one).",
     "connection.reauthorised": "An end user re-authorised a connection through a connect link.",
     "connection.needs_reauth": "The provider refused a connection's refresh token: it needs "
     "its end user to re-authorise it (a connect link with `connection`).",

@@ -93,6 +93,7 @@ class Outbound:
         # (about 0.8 MB), which at 1,000 connections was most of a worker's memory.
         self._tls: ssl.SSLContext | None = None
         self._clients: dict[str, ConnectionClient] = {}
+        self._built_from: dict[str, str] = {}  # the settings' fingerprint each client was built on
         self._http: list[httpx.AsyncClient] = []
         self._plain: dict[str, _Closeable] = {}
         if db is not None:
@@ -107,6 +108,12 @@ class Outbound:
         new settings on next use (credentials swapped, base URL, limits). An old HTTP client is
         closed once a call still using it has had time to finish (its read timeout)."""
         for name in changed:
+            built = self._built_from.get(name)
+            if built and built == self._fingerprint(name):
+                # Its status or alias changed, not its settings: the client stays, and with it
+                # its breaker and tokens (an ``error`` status must not close an open breaker).
+                continue
+            self._built_from.pop(name, None)
             self._clients.pop(name, None)
             http = self._http_of.pop(name, None)
             if http is None or http not in self._http:
@@ -153,7 +160,12 @@ class Outbound:
             raise ValueError(f"connection {name!r} ({conn.kind}) makes no outbound calls")
         client = self._build(name, conn)
         self._clients[name] = client
+        self._built_from[name] = self._fingerprint(name)
         return client
+
+    def _fingerprint(self, name: str) -> str:
+        entry = self.config.catalog.get(name)
+        return entry.fingerprint if entry is not None else ""
 
     def plain_client(self, purpose: str, factory: Callable[[], _C]) -> _C:
         """A client for calls that belong to no connection (outbound webhooks to URLs the API

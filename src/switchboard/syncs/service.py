@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.changes import kinds as changes
+from switchboard.connections import health
 from switchboard.db import Database, utcnow
 from switchboard.errors import AppError, BadRequest, Conflict, NotFound
 from switchboard.http import Outbound
@@ -187,6 +188,7 @@ async def execute(ctx: SyncContext) -> tuple[SyncRun, SyncResult | None, str | N
         raise
     async with ctx.db.session() as session:
         await finish_run(session, run.id, result, error=error)
+        await health.sync_finished(session, ctx.name, error)
     outcome = "failed" if error is not None else "succeeded"
     metrics.RUNS.labels(ctx.name, outcome).inc()
     metrics.DURATION.labels(ctx.name).observe(time.perf_counter() - started)
