@@ -173,14 +173,21 @@ async def test_the_same_end_user_and_portal_again_reauthorises_and_clears_needs_
 
 
 async def test_pipedrive_connects_with_basic_client_auth_and_names_the_company(
-    client: httpx.AsyncClient, browser: httpx.AsyncClient
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    pipedrive: PipedriveSimulator,
+    urls: dict[str, str],
 ) -> None:
     r = await run_flow(client, browser, integration="pd", return_url=None)
     assert r.status_code == 200 and "is connected" in r.text  # no return_url: a message
     items = (await client.get("/connections", params={"integration": "pd"})).json()["items"]
     assert [i["account"] for i in items] == ["7000001"]
+    # The company's own API host (the token answer's api_domain), not the integration's.
+    one = (await client.get(f"/connections/{items[0]['id']}")).json()
+    assert one["settings"]["base_url"] == urls["pipedrive"] + "/api"
     r = await client.get(f"/proxy/{items[0]['id']}/v1/persons")
     assert r.status_code == 200, r.text
+    assert pipedrive.log.entries()[-1]["path"] == "/api/v1/persons"
 
 
 async def test_a_link_works_once_and_expires(client: httpx.AsyncClient, db: Database) -> None:

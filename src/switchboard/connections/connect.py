@@ -270,6 +270,7 @@ async def finish(
         base_url = str(integ.settings.get("base_url") or _default_base_url(integ))
         oauth = BY_KIND[integ.provider].oauth
         account = await oauth.account(http, base_url, token) if oauth and oauth.account else None
+        api_base = oauth.api_base(token) if oauth and oauth.api_base else None
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         await _fail(db, key, "exchange_failed", str(exc) or type(exc).__name__)
         raise FlowError(
@@ -280,7 +281,7 @@ async def finish(
         await _fail(db, key, "exchange_failed", "the token answer has no refresh_token")
         raise FlowError(502, "Could not finish", "The provider gave no refresh token.")
     async with db.session() as session:
-        done = await _store(session, box, integ, connect, account, refresh)
+        done = await _store(session, box, integ, connect, account, refresh, api_base)
         await session.execute(
             update(OAuthAttempt)
             .where(OAuthAttempt.state_hash == key)
@@ -341,9 +342,11 @@ async def _store(
     connect: ConnectSession,
     account: str | None,
     refresh: str,
+    api_base: str | None,
 ) -> Connected:
     """Create the connection, or re-authorise the one the link names, or the end user's
-    existing connection to the same account."""
+    existing connection to the same account. ``api_base``: the account's own API host, when
+    the token answer named one (it can move, so a re-authorisation takes the new one)."""
     existing: ConnectionRow | None = None
     if connect.connection is not None:
         existing = await session.get(ConnectionRow, connect.connection, with_for_update=True)
@@ -361,6 +364,9 @@ async def _store(
     if existing is not None:
         raw = unseal(box, existing.config)
         raw["auth"] = auth
+        if api_base:
+            raw["base_url"] = api_base
+            existing.settings = {**existing.settings, "base_url": api_base}
         existing.config = seal(box, raw)
         existing.account = account or existing.account
         existing.status, existing.status_reason = "ok", None
@@ -389,6 +395,7 @@ async def _store(
             tags=connect.tags,
             account=account,
             auth=auth,
+            settings={"base_url": api_base} if api_base else {},
         ),
     )
     return Connected(row.id, row.alias, "connected", connect.return_url)

@@ -40,6 +40,9 @@ class OAuthEndpoints:
     """Which account a fresh grant connected (a HubSpot portal id), given an HTTP client, the
     API base URL and the token endpoint's answer: it routes provider-level webhooks and tells
     a re-authorisation from a new connection."""
+    api_base: Callable[[dict[str, Any]], str | None] | None = None
+    """The connection's API base URL when the token endpoint's answer names one (Pipedrive's
+    ``api_domain``: each company has its own host); the connect flow stores it."""
 
 
 @dataclass(frozen=True)

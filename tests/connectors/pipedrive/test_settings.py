@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.config import OAuth2Auth
-from switchboard.connectors.pipedrive.oauth import TOKEN_URL
+from switchboard.connectors.pipedrive.oauth import TOKEN_URL, api_base_of
 from switchboard.connectors.pipedrive.settings import PipedriveConnection
 
 
@@ -50,3 +50,22 @@ def test_invalid_connections_name_the_problem(values: dict[str, Any], message: s
     with pytest.raises(ValidationError) as caught:
         parse(**values)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("api_domain", "base"),
+    [
+        ("https://acme.pipedrive.com", "https://acme.pipedrive.com/api"),
+        ("https://acme.pipedrive.com/", "https://acme.pipedrive.com/api"),
+        ("https://user:pw@evil.example", None),  # no credentials in a host
+        ("https://acme.pipedrive.com/v1?x=1", None),  # a host, not a path or a query
+        ("javascript:alert(1)", None),
+        (None, None),
+        (42, None),
+    ],
+)
+def test_the_company_api_host_comes_from_a_token_answers_api_domain(
+    api_domain: object, base: str | None
+) -> None:
+    token = {"access_token": "a"} if api_domain is None else {"api_domain": api_domain}
+    assert api_base_of(token) == base

@@ -7,6 +7,7 @@ company's own API host, which is the connection's ``base_url`` for apps installe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -17,10 +18,19 @@ SCOPES = ("contacts:full",)
 """Persons read and written: Pipedrive's ``contacts:full`` scope (``contacts:read`` reads only)."""
 
 
+def api_base_of(token: dict[str, Any]) -> str | None:
+    """The company's API base URL a token answer names: ``api_domain`` + ``/api`` (requests go
+    to ``https://<company>.pipedrive.com/api/v1/…``); None when it names none."""
+    domain = token.get("api_domain")
+    if not isinstance(domain, str) or not re.fullmatch(r"https?://[^/?#@\s]+/?", domain):
+        return None
+    return domain.rstrip("/") + "/api"
+
+
 async def company_of(http: httpx.AsyncClient, base_url: str, token: dict[str, Any]) -> str | None:
     """The company a fresh grant connected: ``GET /v1/users/me`` on the company's API host
-    (``api_domain`` of the token answer, else the connection's base URL)."""
-    host = str(token.get("api_domain") or base_url).rstrip("/")
+    (from the token answer's ``api_domain``, else the connection's base URL)."""
+    host = (api_base_of(token) or base_url).rstrip("/")
     response = await http.get(
         f"{host}/v1/users/me", headers={"Authorization": f"Bearer {token.get('access_token')}"}
     )

@@ -34,5 +34,6 @@ PROVIDER = Provider(
         scopes=oauth.SCOPES,
         client_auth="basic",
         account=oauth.company_of,
+        api_base=oauth.api_base_of,
     ),
 )

@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from switchboard.connectors.pipedrive.simulator.store import Refused, Store, as_api
@@ -437,17 +437,22 @@ class PipedriveSimulator:
     def _build(self) -> Starlette:
         item = PERSONS + "/{person_id}"
         control = "/_sandbox/pipedrive/persons"
-        routes = [
-            Route("/oauth/token", self.token, methods=["POST"]),
-            Route("/oauth/authorize", self.authorize, methods=["GET", "POST"]),
+        api = [
             Route("/v1/users/me", self._api(self.users_me), methods=["GET"]),
-            Route("/_sandbox/pipedrive/oauth", self.control_oauth, methods=["GET", "PATCH"]),
             Route(PERSONS, self._api(self.list_persons), methods=["GET"]),
             Route(PERSONS, self._api(self.create_person), methods=["POST"]),
             Route(PERSONS + "/search", self._api(self.search_persons), methods=["GET"]),
             Route(item, self._api(self.get_person), methods=["GET"]),
             Route(item, self._api(self.update_person), methods=["PUT"]),
             Route(item, self._api(self.delete_person), methods=["DELETE"]),
+        ]
+        routes = [
+            Route("/oauth/token", self.token, methods=["POST"]),
+            Route("/oauth/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/_sandbox/pipedrive/oauth", self.control_oauth, methods=["GET", "PATCH"]),
+            *api,
+            # The company's own host serves the API under /api (api_domain + "/api/v1/…").
+            Mount("/api", routes=api),
             Route(control, self.control, methods=["POST"]),
             Route(control + "/{person_id}", self.control, methods=["PUT", "DELETE"]),
             Route(control + "/{person_id}/merge", self.control, methods=["POST"]),
