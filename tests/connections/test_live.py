@@ -271,9 +271,10 @@ async def test_three_failed_syncs_in_a_row_set_status_error_until_one_succeeds(
     [(state, reason)] = await status_changes()
     assert state == "error" and reason is not None and "3 syncs failed in a row" in reason
     await eventually(status_is("error"))  # every process's catalog, within its poll
-    # A status change is not a settings change: the client, and its open breaker, stay.
+    # A status change is not a settings change: the client, and its open breaker, stay (a new
+    # client's would be closed; past its 1 s cooldown here, it may be half open).
     detail = (await client.get(f"/connections/{cid}")).json()
-    assert detail["outbound"]["breaker"] == "open", detail
+    assert detail["outbound"]["breaker"] in ("open", "half_open"), detail
     listed = (await client.get("/connections", params={"status": "error"})).json()["items"]
     assert [c["id"] for c in listed] == [cid]
     sim.faults.clear()

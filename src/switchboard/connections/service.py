@@ -33,7 +33,7 @@ from switchboard.connections.schemas import (
 from switchboard.connections.store import integration_entry, seal, unseal
 from switchboard.connections.versions import bump
 from switchboard.credentials import SecretBox
-from switchboard.db import json_text, utcnow
+from switchboard.db import utcnow
 from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
 from switchboard.events.versions import bump_version
 from switchboard.models import (
@@ -281,7 +281,7 @@ async def remove(session: AsyncSession, connection_id: str, *, keep_data: bool) 
     await gone("schedules", delete(Schedule).where(Schedule.name == f"sync:{row.id}"))
     await gone(
         "jobs",
-        delete(Job).where(Job.state == "pending", json_text(Job.payload, "connection") == row.id),
+        delete(Job).where(Job.connection == row.id, Job.state == "pending"),
     )
     await gone("credentials", delete(Credential).where(Credential.connection == row.id))
     await gone("budgets", delete(RateBucket).where(RateBucket.connection == row.id))

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.config import Config, Connection
 from switchboard.connections import connect
 from switchboard.connections.catalog import Entry, IntegrationEntry, masked_settings
-from switchboard.db import Database, json_text, utcnow
+from switchboard.db import Database, utcnow
 from switchboard.errors import Unprocessable
 from switchboard.events import service as events_service
 from switchboard.http import ConnectionStatus, Outbound
@@ -336,7 +336,7 @@ async def connection_jobs(session: AsyncSession, connection_id: str, *, limit: i
     connection names its id as ``payload["connection"]``), newest first."""
     stmt = (
         select(Job)
-        .where(json_text(Job.payload, "connection") == connection_id, Job.state.in_(JOB_STATES))
+        .where(Job.connection == connection_id, Job.state.in_(JOB_STATES))
         .order_by(Job.id.desc())
         .limit(limit)
     )

@@ -64,6 +64,7 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
         "kind": job.kind,
         "key": job.key,
         "payload": job.payload,
+        "connection": _connection_of(job.payload),
         "state": "pending",
         "coalescing": job.coalesce,
         "pending_key": _pending_key(job.kind, job.key) if job.coalesce and job.key else None,
@@ -75,6 +76,11 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _connection_of(payload: dict[str, Any]) -> str | None:
+    connection = payload.get("connection")
+    return connection if isinstance(connection, str) else None
 
 
 _UPSERTS: dict[str, Any] = {}

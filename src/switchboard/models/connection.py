@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String, Text
+from sqlalchemy import JSON, Boolean, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from switchboard.db import UTCDateTime
@@ -39,3 +39,8 @@ class ConnectionRow(Base):
     file_managed: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_connections_end_user_id", "end_user_id"),
+        Index("ix_connections_integration_account", "integration", "account"),
+    )

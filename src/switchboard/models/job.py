@@ -45,9 +45,12 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     batch: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     """The batch of its latest run (the id of the batch's first job); NULL when it ran alone."""
+    connection: Mapped[str | None] = mapped_column(String(255))
+    """The connection it works for (its payload's ``connection``), for a connection's jobs."""
 
     __table_args__ = (
         Index("ix_jobs_state_run_at", "state", "run_at", "id"),
         Index("ix_jobs_key_state", "key", "state", "id"),
         Index("ix_jobs_state_kind_run_at", "state", "kind", "run_at"),
+        Index("ix_jobs_connection", "connection", "id"),
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from switchboard.db import UTCDateTime
@@ -31,3 +31,5 @@ class OAuthAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     connection: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_oauth_attempts_created_at", "created_at"),)
