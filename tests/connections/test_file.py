@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from switchboard.config import ConfigError, Settings, load_config
 from switchboard.connections import store, versions
-from switchboard.credentials import load_secret_box
+from switchboard.connections.schemas import ConnectionCreate, IntegrationIn
+from switchboard.connections.service import create, put_integration
+from switchboard.credentials import SecretBox, load_secret_box
 from switchboard.db import Database
 from switchboard.events.versions import current_version
 from switchboard.models import ConnectionRow
@@ -114,3 +116,26 @@ def test_registration_keys_are_checked(settings: Settings) -> None:
         load_config(write(settings, two), env={})
     with pytest.raises(ConfigError, match="no integration named 'x'"):
         load_config(write(settings, FILE + 'integration = "x"\n'), env={})
+
+
+async def test_a_replaced_secret_key_leaves_out_what_it_cannot_read_and_loads_the_rest(
+    settings: Settings, db: Database
+) -> None:
+    """Stored under another key, an integration and a connection cannot be decrypted: each is
+    left out (and logged), the process still starts with the file's connections."""
+    old = SecretBox("the key that was lost")
+    async with db.session() as session:
+        await put_integration(
+            session, old, IntegrationIn(name="app", provider="hubspot", client_secret="s")
+        )
+        await create(
+            session,
+            old,
+            ConnectionCreate(
+                integration="app", name="theirs", auth={"type": "token", "token": "pat-2"}
+            ),
+        )
+    config = load_config(write(settings, FILE), env={})
+    assert await store.attach(config, db)  # no SecretKeyError: the start goes on
+    assert [e.alias for e in config.catalog.entries()] == ["crm"]
+    assert "app" not in config.catalog.integrations

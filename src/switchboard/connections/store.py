@@ -111,7 +111,14 @@ async def load(
         version = await current_version(session, STORE)
         irows = (await session.scalars(select(Integration))).all()
         crows = (await session.scalars(select(ConnectionRow))).all()
-    integrations = {r.name: integration_entry(r, box) for r in irows}
+    integrations = {}
+    for irow in irows:
+        try:
+            integrations[irow.name] = integration_entry(irow, box)
+        except (SecretKeyError, ValueError) as exc:
+            # As an unloadable connection: left out (its connections go without its defaults,
+            # and are left out in turn if they cannot do without), the rest loads.
+            log.error("integration_unloadable", integration=irow.name, error=str(exc)[:300])
     integration_at = {r.name: r.updated_at for r in irows}
     entries = []
     for row in crows:
