@@ -56,23 +56,28 @@ def lines(record: Path) -> list[dict[str, Any]]:
 
 
 async def count(db: Database, state: str) -> int:
+    """How many of the test's own jobs are in ``state``: a worker process also runs the hub's
+    schedules (``webhooks.prune`` every minute, on the minute), whose jobs count for nothing."""
+    query = select(func.count()).where(Job.kind == "test.record", Job.state == state)
     async with db.read_session() as session:
-        return int((await session.scalar(select(func.count()).where(Job.state == state))) or 0)
+        return int((await session.scalar(query)) or 0)
 
 
 async def report(db: Database, record: Path, *procs: Process) -> str:
     """What a wait that timed out needs to be diagnosable from the failure alone: the jobs by
-    state, the unfinished ones, each process's progress in the record, and the workers' logs
-    (a CI run keeps nothing else)."""
+    kind and state, the unfinished ones, each process's progress in the record, and the
+    workers' logs (a CI run keeps nothing else)."""
     async with db.read_session() as session:
-        rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
-        states = {state: n for state, n in rows.all()}
+        rows = await session.execute(
+            select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+        )
+        states = {f"{kind} {state}": n for kind, state, n in rows.all()}
         unfinished = (
             await session.scalars(
                 select(Job).where(Job.state != "succeeded").order_by(Job.id).limit(20)
             )
         ).all()
-    out = [f"jobs by state: {states}"]
+    out = [f"jobs by kind and state: {states}"]
     out += [
         f"job {j.id} key={j.key} {j.state} attempts={j.attempts} worker={j.worker} "
         f"run_at={j.run_at} lease_until={j.lease_until} error={j.last_error}"
