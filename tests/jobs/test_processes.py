@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +56,47 @@ def lines(record: Path) -> list[dict[str, Any]]:
 
 
 async def count(db: Database, state: str) -> int:
+    """How many of the test's own jobs are in ``state``: a worker process also runs the hub's
+    schedules (``webhooks.prune`` every minute, on the minute), whose jobs count for nothing."""
+    query = select(func.count()).where(Job.kind == "test.record", Job.state == state)
     async with db.read_session() as session:
-        return int((await session.scalar(select(func.count()).where(Job.state == state))) or 0)
+        return int((await session.scalar(query)) or 0)
+
+
+async def report(db: Database, record: Path, *procs: Process) -> str:
+    """What a wait that timed out needs to be diagnosable from the failure alone: the jobs by
+    kind and state, the unfinished ones, each process's progress in the record, and the
+    workers' logs (a CI run keeps nothing else)."""
+    async with db.read_session() as session:
+        rows = await session.execute(
+            select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+        )
+        states = {f"{kind} {state}": n for kind, state, n in rows.all()}
+        unfinished = (
+            await session.scalars(
+                select(Job).where(Job.state != "succeeded").order_by(Job.id).limit(20)
+            )
+        ).all()
+    out = [f"jobs by kind and state: {states}"]
+    out += [
+        f"job {j.id} key={j.key} {j.state} attempts={j.attempts} worker={j.worker} "
+        f"run_at={j.run_at} lease_until={j.lease_until} error={j.last_error}"
+        for j in unfinished
+    ]
+    events = lines(record)
+    now = time.time()
+    for pid in sorted({e["pid"] for e in events}):
+        mine = [e for e in events if e["pid"] == pid]
+        ends = sum(e["event"] == "end" for e in mine)
+        out.append(
+            f"pid {pid}: {len(mine) - ends} starts, {ends} ends, last {now - mine[-1]['t']:.1f}s ago"
+        )
+    for proc in procs:
+        out += [
+            f"--- {proc.log_path.name}: pid {proc.proc.pid}, exit {proc.proc.poll()}",
+            proc.output()[-6000:],
+        ]
+    return "\n".join(out)
 
 
 async def test_job_of_a_killed_worker_completes_after_its_lease_expires(
@@ -93,7 +133,10 @@ async def test_two_workers_never_share_a_job_and_keep_per_key_order(
     second = workers("w2", SWITCHBOARD_WORKER_CONCURRENCY="4")
     # Both polling before the jobs appear (one worker alone can finish them all while the
     # other is still starting), and jobs long enough that a key's run spans several polls.
-    wait_until(lambda: all("worker_started" in w.output() for w in (first, second)), timeout=30)
+    try:
+        wait_until(lambda: all("worker_started" in w.output() for w in (first, second)), timeout=30)
+    except AssertionError:
+        pytest.fail(await report(db, record, first, second))
     async with db.session() as session:
         for seq in range(120):
             key = keys[seq % len(keys)] if seq % 4 else None  # a quarter unkeyed
@@ -102,7 +145,10 @@ async def test_two_workers_never_share_a_job_and_keep_per_key_order(
     async def all_done() -> bool:
         return await count(db, "succeeded") == 120
 
-    await eventually(all_done, timeout=60)
+    try:
+        await eventually(all_done, timeout=60)
+    except AssertionError:
+        pytest.fail(await report(db, record, first, second))
     events = lines(record)
     starts = [e for e in events if e["event"] == "start"]
     # Exactly once here (nobody died), and both processes took part.
