@@ -374,7 +374,11 @@ def worker(
 
     async def main(db: Database) -> None:
         await db.upgrade()
-        await connections_store.attach(config, db)
+        # As the API's start: the file's connections stored (tried again by the watcher when
+        # the database refused it now), every stored one loaded and kept in step.
+        attached = await connections_store.attach(config, db)
+        watcher, _ = connections_store.watcher_for(config, db)
+        watcher.attached = attached
         runtime = features.build_runtime(config, db)
         if runtime is None:
             fail("no background runtime is available", code=1)
@@ -382,11 +386,13 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watcher.start()
         await runtime.start()
         log.info("worker_started", pid=os.getpid())
         await stop.wait()
         log.info("worker_stopping")
         await runtime.stop()
+        await watcher.stop()
 
     run_db(config, main)
 
