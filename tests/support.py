@@ -185,3 +185,20 @@ async def serve_in_loop(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+NO_SCHEDULED_SYNC = "36500d"
+"""A connection's sync interval in tests that count provider requests or events: the runtime
+still syncs it once at start, but no slot follows within any test. Slots are aligned to the
+epoch, so with the default 5 minutes a test that spans a :00 or :05 minute gets a second full
+sync, whose requests land in the simulator's log, share the rate budget with the test's own
+calls and emit their own events (its next slot is in 2069)."""
+
+
+def no_scheduled_syncs(data: dict[str, Any]) -> dict[str, Any]:
+    """A connections file's tables (``zero_config``'s, say) with :data:`NO_SCHEDULED_SYNC` for
+    every connection that syncs."""
+    for conn in data.get("connections", {}).values():
+        if conn.get("kind") in ("hubspot", "mapped_crm", "pipedrive"):
+            conn["sync_interval"] = NO_SCHEDULED_SYNC
+    return data

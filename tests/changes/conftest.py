@@ -14,7 +14,7 @@ import pytest
 from switchboard.config import HubConfig, Settings
 from switchboard.sandbox import Sandbox, zero_config
 from switchboard.sandbox.receiver import Endpoint, WebhookReceiver
-from tests.support import API_KEY, Backend, eventually, make_settings
+from tests.support import API_KEY, Backend, eventually, make_settings, no_scheduled_syncs
 
 SCHEDULE = [0.0, 0.3, 0.6, 0.9]
 """The retry schedule of these tests: four attempts, the waits Svix's in miniature."""
@@ -36,7 +36,7 @@ def receiver(sandbox: Sandbox) -> WebhookReceiver:
 
 @pytest.fixture
 def hub_config(sandbox: Sandbox) -> HubConfig:
-    return HubConfig.model_validate(zero_config(sandbox.urls))
+    return HubConfig.model_validate(no_scheduled_syncs(zero_config(sandbox.urls)))
 
 
 @pytest.fixture

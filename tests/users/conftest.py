@@ -12,7 +12,7 @@ import pytest
 from switchboard.config import HubConfig, Settings
 from switchboard.sandbox import Sandbox, zero_config
 from tests.contacts.conftest import hub_url  # noqa: F401 - the hub on a real port (webhooks)
-from tests.support import API_KEY, Backend, eventually, make_settings
+from tests.support import API_KEY, Backend, eventually, make_settings, no_scheduled_syncs
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def users_concurrency() -> int:
 
 @pytest.fixture
 def hub_config(sandbox: Sandbox, create_missing: bool, users_concurrency: int) -> HubConfig:
-    data = zero_config(sandbox.urls)
+    data = no_scheduled_syncs(zero_config(sandbox.urls))  # these tests count CRM requests
     data["users"]["create_missing"] = create_missing
     data["users"]["concurrency"] = users_concurrency
     return HubConfig.model_validate(data)

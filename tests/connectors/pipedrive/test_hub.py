@@ -33,17 +33,19 @@ from tests.contacts.conftest import (
     all_contacts,
     hub_url,  # noqa: F401 - the hub on a real port (webhooks)
 )
-from tests.support import API_KEY, Backend, eventually, make_settings, when_free
+from tests.support import (
+    API_KEY,
+    NO_SCHEDULED_SYNC,
+    Backend,
+    eventually,
+    make_settings,
+    when_free,
+)
 from tests.users.test_users import synced
 
 PLAN = "5ba4c0a1e2f1d3b6a7c8e9f00112233445566778"
 """The key of a custom person field (Pipedrive names them by a 40-character hash)."""
 HOOK_USER, HOOK_PASSWORD = "hub", "pipedrive-hook-password"
-NO_SCHEDULED_SYNC = "36500d"
-"""The connection's sync interval here: the runtime still syncs once at start, but no slot
-follows within any test. Slots are aligned to the epoch, so with the default 5 minutes a test
-that spans a :00 or :05 minute gets a second full sync, whose requests land in the simulator's
-log and share the rate budget with the test's own calls (its next slot is now in 2069)."""
 
 
 def basic(user: str, password: str) -> str:
