@@ -333,7 +333,8 @@ async def connection_view(
 
 async def connection_jobs(session: AsyncSession, connection_id: str, *, limit: int) -> list[Job]:
     """The connection's queued, running and dead jobs (every job kind that acts for a
-    connection names its id as ``payload["connection"]``), newest first."""
+    connection names its id as ``payload["connection"]``, which the queue copies into the
+    indexed ``jobs.connection``), newest first."""
     stmt = (
         select(Job)
         .where(Job.connection == connection_id, Job.state.in_(JOB_STATES))
