@@ -20,13 +20,21 @@ from switchboard.connectors.mapped_crm.simulators.people import PeopleSimulator
 from switchboard.db import Database
 from switchboard.errors import TransientError
 from switchboard.http import Outbound
+from switchboard.settings import parse_duration
 from switchboard.syncs import service as syncs
 from tests.contacts.conftest import (
     SyncNow,
     all_contacts,
     hub_url,  # noqa: F401 - the hub on a real port (webhooks)
 )
-from tests.support import API_KEY, Backend, eventually, make_settings, when_free
+from tests.support import (
+    API_KEY,
+    NO_SCHEDULED_SYNC,
+    Backend,
+    eventually,
+    make_settings,
+    when_free,
+)
 from tests.users.test_users import synced
 
 TOML = Path(__file__).with_name("people_crm.toml")
@@ -65,7 +73,12 @@ def settings(backend: Backend, tmp_path: Any) -> Settings:
 
 @pytest.fixture
 def hub_config(settings: Settings, people_url: str) -> HubConfig:
-    return people_config(settings, people_url).hub
+    hub = people_config(settings, people_url).hub
+    # These tests count the CRM's requests: no scheduled sync after the one at start.
+    people = hub.connections["people"].model_copy(
+        update={"sync_interval": parse_duration(NO_SCHEDULED_SYNC)}
+    )
+    return hub.model_copy(update={"connections": {**hub.connections, "people": people}})
 
 
 @pytest.fixture
