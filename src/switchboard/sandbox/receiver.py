@@ -137,7 +137,7 @@ class WebhookReceiver:
         with self.lock:
             endpoint.deliveries.append(delivery)
         if mode == "timeout":
-            await asyncio.sleep(endpoint.delay_ms / 1000)
+            await _hold(request, endpoint.delay_ms / 1000)
         answer_headers = {}
         if mode == "429" and endpoint.retry_after is not None:
             answer_headers["Retry-After"] = f"{endpoint.retry_after:g}"
@@ -180,3 +180,14 @@ class WebhookReceiver:
                 return JSONResponse({"detail": "after is a number of deliveries"}, 422)
             items = [d.as_dict() for d in endpoint.deliveries[after:]]
         return JSONResponse({"deliveries": items})
+
+
+async def _hold(request: Request, seconds: float) -> None:
+    """Wait ``seconds`` before answering, or less when the sender hangs up first (a client that
+    timed out, a worker killed mid-delivery): a server shutting down then has no sleeping
+    request to wait out."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(min(left, 0.1))
