@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import SWITCHBOARD, append, free_port, launch, percentile, stop
+from bench.common import SWITCHBOARD, append, free_port, launch, percentile, start_sandbox, stop
 from switchboard.changes import service
 from switchboard.db import Database
 
@@ -126,23 +126,8 @@ class Receiver:
 
 
 def start_receiver(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()  # the receiver's; the sandbox's first port is 6 below it
-    proc = subprocess.Popen(
-        [SWITCHBOARD, "sandbox", "--only", "receiver", "--port", str(port - 6)],
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/sandbox/receiver/up/config", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("switchboard sandbox --only receiver did not start")
+    # The receiver's port is the sandbox's first one + 6.
+    return start_sandbox(tmp, "receiver", "/sandbox/receiver/up/config", below=6)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -95,9 +95,14 @@ def start_server(
 
 
 def launch(
-    args: list[str], env: dict[str, str], cwd: Path, port: int, timeout: float = 60
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    port: int,
+    timeout: float = 60,
+    ready: str = "/health",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a ``switchboard`` command serving on ``port``; return it once /health answers."""
+    """Start a ``switchboard`` command serving on ``port``; return it once ``ready`` answers."""
     proc = subprocess.Popen(
         [SWITCHBOARD, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -105,7 +110,7 @@ def launch(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{ready}", timeout=1).status_code == 200:
                 return proc, base
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -135,25 +140,18 @@ def wrk(base: str, seconds: int, script: str, tmp: Path, connections: int = 32) 
     }
 
 
-def start_hubspot_simulator(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``switchboard sandbox --only hubspot [extra…]`` in its own process (not the bench's GIL),
-    once it answers; its base URL."""
+def start_sandbox(
+    tmp: Path, only: str, ready: str, *extra: str, below: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``switchboard sandbox --only ONLY [extra…]`` in its own process (not the bench's GIL),
+    once ``ready`` answers; its base URL. ``below``: how far the sandbox's first port lies
+    below the one served (each simulator has its place after the first)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    proc = subprocess.Popen(
-        [SWITCHBOARD, "sandbox", "--only", "hubspot", "--port", str(port), *extra],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/_sandbox/hubspot/limits", timeout=1).raise_for_status()
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
+    args = ["sandbox", "--only", only, "--port", str(port - below), *extra]
+    return launch(args, env, tmp, port, ready=ready)
+
+
+def start_hubspot_simulator(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The HubSpot simulator alone (``extra``: its sandbox options)."""
+    return start_sandbox(tmp, "hubspot", "/_sandbox/hubspot/limits", *extra)
