@@ -528,10 +528,7 @@ async def create_connect_link(
             return_url=values["return_url"].strip() or None,
         )
         integ = connect.oauth_integration(config.catalog.integrations, body.integration)
-        try:
-            connect.check_return_url(body.return_url)
-        except ValueError:  # urlsplit's own refusal ("http://[")
-            raise Unprocessable("return_url: an absolute http(s) URL") from None
+        connect.check_return_url(body.return_url)  # urlsplit's own refusals too ("http://[")
     except ValidationError as exc:
         problem = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
