@@ -181,16 +181,18 @@ def _field_filters(request: Request, config: Config, connection: str | None) -> 
     """``?fields.<name>=<value>`` as ``{name: value}``; a 422 naming a name that ``connection``
     (or, when none is given, every connection) does not configure. A name given twice keeps the
     last value, as FastAPI does for a single-valued parameter."""
-    known: Mapping[str, str] | set[str]
-    if connection is not None:
-        known = custom_fields_of(config.connection(connection))
-    else:
-        known = {n for c in config.connections.values() for n in custom_fields_of(c)}
     filters: dict[str, str] = {}
+    known: Mapping[str, str] | set[str] | None = None  # looked up for the first such parameter
     for key, value in request.query_params.multi_items():
         if not key.startswith("fields."):
             continue
         name = key.removeprefix("fields.")
+        if known is None:
+            known = (
+                custom_fields_of(config.connection(connection))
+                if connection is not None
+                else {n for c in config.connections.values() for n in custom_fields_of(c)}
+            )
         if name not in known:
             where = f"connection {connection!r}" if connection else "any connection"
             raise Unprocessable(
