@@ -291,7 +291,7 @@ async def connection_view(
     conn = entry.settings
     provider = config.provider_of(conn)
     status: ConnectionStatus | None = None
-    if outbound is not None and entry.id in outbound.names:
+    if outbound is not None and provider.outbound:
         status = await outbound.status(entry.id)
     refused = await refused_credentials(session)
     state, reason = effective_status(entry, refused)
