@@ -14,6 +14,7 @@ from switchboard.connections.schemas import ConnectionCreate, IntegrationIn
 from switchboard.connections.service import create, put_integration
 from switchboard.credentials import SecretBox, load_secret_box
 from switchboard.db import Database
+from switchboard.errors import Conflict
 from switchboard.events.versions import current_version
 from switchboard.models import ConnectionRow
 
@@ -139,3 +140,13 @@ async def test_a_replaced_secret_key_leaves_out_what_it_cannot_read_and_loads_th
     assert await store.attach(config, db)  # no SecretKeyError: the start goes on
     assert [e.alias for e in config.catalog.entries()] == ["crm"]
     assert "app" not in config.catalog.integrations
+    # A connection made on it now is refused with a 409 naming why, not a 500.
+    with pytest.raises(Conflict, match="cannot be decrypted"):
+        async with db.session() as session:
+            await create(
+                session,
+                load_secret_box(settings),
+                ConnectionCreate(
+                    integration="app", name="new", auth={"type": "token", "token": "x"}
+                ),
+            )

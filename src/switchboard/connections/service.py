@@ -32,7 +32,7 @@ from switchboard.connections.schemas import (
 )
 from switchboard.connections.store import integration_entry, seal, unseal
 from switchboard.connections.versions import bump
-from switchboard.credentials import SecretBox
+from switchboard.credentials import SecretBox, SecretKeyError
 from switchboard.db import utcnow
 from switchboard.errors import BadRequest, Conflict, NotFound, Unprocessable
 from switchboard.events.versions import bump_version
@@ -139,7 +139,12 @@ async def integration(session: AsyncSession, box: SecretBox, name: str) -> Integ
     row = await session.get(Integration, name)
     if row is None:
         raise Unprocessable(f"No integration named {name!r}", loc=("body", "integration"))
-    return integration_entry(row, box)
+    try:
+        return integration_entry(row, box)
+    except SecretKeyError:  # stored under a key this hub no longer has (not a 500)
+        raise Conflict(
+            f"Integration {name!r}: its secrets cannot be decrypted with the current secret key"
+        ) from None
 
 
 # --- connections -------------------------------------------------------------------------------
